@@ -1,0 +1,115 @@
+"""The pose network assembled from a resolved architecture spec (plain values per stage and branch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from blocks.channel_weighting import ChannelWeightingBlock
+from blocks.heads import IterativeHead, KeypointHead
+from blocks.multibranch import AcrossBranches, MultiBranchModule, PerBranch, apply_transition, make_transition
+from blocks.residual import BasicBlock
+from blocks.shuffle import ShuffleUnit
+from blocks.stems import STEMS
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: `modules` multi-branch modules over `channels` (one width per branch)."""
+
+    channels: tuple[int, ...]
+    modules: int
+    blocks: int
+    block: str
+    cross: str = "none"
+    cross_ratio: int = 8
+    within: str = "none"
+    within_ratios: tuple[int, ...] = ()
+    dsc_groups: tuple[int, ...] = ()
+    kernels: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    stem: str
+    stages: tuple[StageSpec, ...]
+    fuse: str
+    transition: str
+    head: str
+    joints: int = 17
+
+
+def _per_branch(block: type[nn.Module], blocks: int, channels: Sequence[int]) -> nn.Module:
+    return PerBranch(nn.Sequential(*(block(c, c) if block is BasicBlock else block(c) for _ in range(blocks)))
+                     for c in channels)
+
+
+def _weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
+    return AcrossBranches(
+        *(
+            ChannelWeightingBlock(
+                channels, stage.cross, stage.cross_ratio, stage.within, stage.within_ratios,
+                stage.dsc_groups, stage.kernels,
+            )
+            for _ in range(stage.blocks)
+        )
+    )
+
+
+def layer_factory(stage: StageSpec):
+    """The block table: how each `block` value turns a list of branch widths into the module's layers."""
+    table = {
+        "residual": partial(_per_branch, BasicBlock, stage.blocks),
+        "shuffle": partial(_per_branch, ShuffleUnit, stage.blocks),
+        "weighting": partial(_weighting, stage),
+    }
+    return table[stage.block]
+
+
+class PoseNet(nn.Module):
+    """stem -> (transition, stage) x N -> [IterativeHead] -> 1x1 keypoint conv; heatmaps at 1/4 resolution."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stem = STEMS[spec.stem]()
+        previous = [self.stem.out_channels]
+        self.transitions = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        for index, stage in enumerate(spec.stages):
+            self.transitions.append(make_transition(previous, stage.channels, spec.transition))
+            last_stage = index == len(spec.stages) - 1
+            modules = []
+            for m in range(stage.modules):
+                multiscale = not (last_stage and m == stage.modules - 1 and spec.head == "simple")
+                modules.append(
+                    MultiBranchModule(stage.channels, layer_factory(stage), spec.fuse, spec.transition, multiscale)
+                )
+            self.stages.append(nn.Sequential(*modules))
+            previous = list(stage.channels)
+        self.head_layer = IterativeHead(previous) if spec.head == "iterative" else None
+        self.keypoint_head = KeypointHead(previous[0], spec.joints)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = [self.stem(x)]
+        for transition, stage in zip(self.transitions, self.stages, strict=True):
+            branches = stage(apply_transition(transition, branches))
+        features = branches[0] if self.head_layer is None else self.head_layer(branches)
+        return self.keypoint_head(features)
+
+
+def init_weights(model: nn.Module, std: float = 0.001) -> nn.Module:
+    """The official initialisation: conv weights N(0, std), BN weight 1 and bias 0, conv biases 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model

@@ -1,0 +1,1 @@
+"""Genes, genomes, presets, complexity conventions and budgets. Never imports Ray or MLflow."""
