@@ -46,7 +46,9 @@ class KernelAggregation(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         self.num_kernels = num_kernels
-        self.weight = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups, kernel_size, kernel_size))
+        self.weight = nn.Parameter(
+            torch.empty(num_kernels, out_channels, in_channels // groups, kernel_size, kernel_size)
+        )
         self.bias = None
         for k in range(num_kernels):
             nn.init.kaiming_uniform_(self.weight.data[k])
@@ -82,7 +84,12 @@ class DynamicConv(nn.Module):
     """Dynamic kernel aggregation: KernelAttention followed by KernelAggregation (no bias)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
         num_kernels: int = 4,
     ) -> None:
         super().__init__()
@@ -97,13 +104,21 @@ class DynConvBN(nn.Sequential):
     """A conv (static when num_kernels == 1, dynamic otherwise), BN, optional ReLU: Dite's ConvBN(ReLU)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-        num_kernels: int = 1, relu: bool = False,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        num_kernels: int = 1,
+        relu: bool = False,
     ) -> None:
         if num_kernels > 1:
             conv: nn.Module = DynamicConv(in_channels, out_channels, kernel_size, stride, groups, num_kernels)
         else:
-            conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
+            conv = nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False
+            )
         layers = [conv, nn.BatchNorm2d(out_channels)] + ([nn.ReLU(inplace=True)] if relu else [])
         super().__init__(*layers)
 

@@ -44,16 +44,22 @@ class NetworkSpec:
 
 
 def _per_branch(block: type[nn.Module], blocks: int, channels: Sequence[int]) -> nn.Module:
-    return PerBranch(nn.Sequential(*(block(c, c) if block is BasicBlock else block(c) for _ in range(blocks)))
-                     for c in channels)
+    return PerBranch(
+        nn.Sequential(*(block(c, c) if block is BasicBlock else block(c) for _ in range(blocks))) for c in channels
+    )
 
 
 def _weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
     return AcrossBranches(
         *(
             ChannelWeightingBlock(
-                channels, stage.cross, stage.cross_ratio, stage.within, stage.within_ratios,
-                stage.dsc_groups, stage.kernels,
+                channels,
+                stage.cross,
+                stage.cross_ratio,
+                stage.within,
+                stage.within_ratios,
+                stage.dsc_groups,
+                stage.kernels,
             )
             for _ in range(stage.blocks)
         )

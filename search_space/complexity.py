@@ -177,8 +177,9 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
     finally:
         for h in handles:
             h.remove()
-    flops = {name: (sum(last[name].values()) if conv.last_call_only else total[name])
-             for name, conv in CONVENTIONS.items()}
+    flops = {
+        name: (sum(last[name].values()) if conv.last_call_only else total[name]) for name, conv in CONVENTIONS.items()
+    }
     params = sum(p.numel() for p in model.parameters())
     torchstat_params = sum(p.numel() for m in executed for p in m.parameters(recurse=False))
     return Complexity(params, flops, torchstat_params, tuple(input_hw))
