@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -14,33 +13,8 @@ from blocks.heads import IterativeHead, KeypointHead
 from blocks.multibranch import AcrossBranches, MultiBranchModule, PerBranch, apply_transition, make_transition
 from blocks.residual import BasicBlock
 from blocks.shuffle import ShuffleUnit
+from blocks.spec import NetworkSpec, StageSpec
 from blocks.stems import STEMS
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage: `modules` multi-branch modules over `channels` (one width per branch)."""
-
-    channels: tuple[int, ...]
-    modules: int
-    blocks: int
-    block: str
-    cross: str = "none"
-    cross_ratio: int = 8
-    within: str = "none"
-    within_ratios: tuple[int, ...] = ()
-    dsc_groups: tuple[int, ...] = ()
-    kernels: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    stem: str
-    stages: tuple[StageSpec, ...]
-    fuse: str
-    transition: str
-    head: str
-    joints: int = 17
 
 
 def _per_branch(block: type[nn.Module], blocks: int, channels: Sequence[int]) -> nn.Module:

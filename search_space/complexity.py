@@ -186,13 +186,47 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
 
 
 def format_flops(raw: int, name: str, truncate: bool = False) -> str:
-    """The figure as the papers print it: one decimal of raw / 2^20 (M) or raw / 2^30 (G)."""
-    conv = convention(name)
-    value = raw / conv.divisor
-    shown = math.floor(value * 10) / 10 if truncate else round(value, 1)
-    return f"{shown:.1f}{conv.unit[0]}"
+    """The figure as the papers print it: one decimal of raw / 2^30 ("G") from 1 G up, else raw / 2^20 ("M").
+
+    Lite-HRNet rounds, Dite-HRNet truncates (`truncate=True`); the convention only decides what `raw` counts.
+    """
+    convention(name)
+    unit, divisor = ("G", 2**30) if raw >= 2**30 else ("M", 2**20)
+    return f"{_one_decimal(raw / divisor, truncate):.1f}{unit}"
 
 
-def format_params(params: int) -> str:
-    """#Params as the papers print them: millions, one decimal."""
-    return f"{params / 1e6:.1f}M"
+def _one_decimal(value: float, truncate: bool) -> float:
+    return math.floor(value * 10 + 1e-9) / 10 if truncate else round(value, 1)
+
+
+def format_params(params: int, truncate: bool = False) -> str:
+    """#Params as the papers print them: decimal millions, one decimal."""
+    return f"{_one_decimal(params / 1e6, truncate):.1f}M"
+
+
+def genome_complexity(genome, input_hw: tuple[int, int] = (256, 192), joints: int = 17) -> Complexity:
+    """Complexity of a genome at an input size (H, W divisible by 32) and joint count."""
+    from blocks.network import PoseNet
+
+    check_input_size(input_hw)
+    spec = genome.resolve(joints)
+    return measure(lambda: PoseNet(spec), input_hw)
+
+
+def check_input_size(input_hw: tuple[int, int]) -> None:
+    height, width = input_hw
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise ValueError(
+            f"input {height}x{width}: height and width must be positive multiples of 32 "
+            "(the network halves the resolution five times), e.g. 256x192 or 128x96"
+        )
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """`256x192` (HxW) -> (256, 192), checked."""
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"input size {text!r}: write HxW, e.g. 256x192")
+    size = (int(parts[0]), int(parts[1]))
+    check_input_size(size)
+    return size
