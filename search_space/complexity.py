@@ -148,6 +148,7 @@ class Complexity:
     flops: dict[str, int]
     torchstat_params: int
     input_hw: tuple[int, int]
+    output_shape: tuple[int, ...]
 
 
 def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = (256, 192)) -> Complexity:
@@ -180,7 +181,7 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
         # BatchNorm keeps the shape, and the meta-device decomposition of batch_norm is most of the cost.
         nn.BatchNorm2d.forward = _shape_only_batch_norm
         with torch.no_grad():
-            model(torch.empty(1, 3, *input_hw, device="meta"))
+            output = model(torch.empty(1, 3, *input_hw, device="meta"))
     finally:
         nn.BatchNorm2d.forward = batch_norm_forward
         for h in handles:
@@ -190,7 +191,7 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
     }
     params = sum(p.numel() for p in model.parameters())
     torchstat_params = sum(p.numel() for m in executed for p in m.parameters(recurse=False))
-    return Complexity(params, flops, torchstat_params, tuple(input_hw))
+    return Complexity(params, flops, torchstat_params, tuple(input_hw), tuple(output.shape))
 
 
 def format_flops(raw: int, name: str, truncate: bool = False) -> str:
