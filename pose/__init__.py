@@ -1,0 +1,1 @@
+"""Top-down COCO keypoint proxy: data, synthetic data, targets, training, decoding, COCOeval."""

@@ -1,0 +1,243 @@
+"""Short top-down keypoint training (Adam, warm-up, cosine or step decay, MSE with target weights) and its scoring.
+
+The recipe is defined in epochs and images, never in seconds, so cheap models get no extra training in a search.
+A checkpoint (state_dicts only) is written after every epoch; a killed run resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from blocks.network import PoseNet, init_weights
+from pose.coco import DataError, DataSource, Person, ground_truth_people, load_coco
+from pose.dataset import Augment, ImageCache, TopDownDataset
+from pose.decode import argmax_quarter_offset, predict_heatmaps, to_image_coordinates
+from pose.evaluate import Prediction, coco_keypoint_stats, to_results
+from pose.synthetic import SyntheticConfig, ensure_synthetic
+from search_space.genome import Genome
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what a training run computes (logged with every result)."""
+
+    input_hw: tuple[int, int] = (128, 96)
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 2e-3
+    warmup_iters: int = 100
+    schedule: str = "cosine"  # or "step" (x0.1 at 75% and 90% of the epochs)
+    init: str = "pytorch"  # "pytorch" default init, or "official" (conv N(0, 0.001))
+    flip_test: bool = True
+    seed: int = 0
+    threads: int = 2
+    augment: Augment = field(default_factory=Augment)
+
+
+@dataclass
+class Data:
+    train: list[Person]
+    val: list[Person]
+    val_coco: object
+    description: str
+    skipped: dict[str, str]
+
+
+def load_data(source: DataSource | None, synthetic: SyntheticConfig = SyntheticConfig()) -> Data:
+    """People for training and validation (ground-truth boxes), from real COCO files or the synthetic default."""
+    if source is None:
+        root = ensure_synthetic(synthetic)
+        from pose.coco import Split
+
+        source = DataSource(
+            Split(root / "annotations/person_keypoints_train.json", root / "images/train"),
+            Split(root / "annotations/person_keypoints_val.json", root / "images/val"),
+            f"synthetic ({root})",
+        )
+    train_coco = load_coco(source.train.annotations)
+    val_coco = train_coco if source.val == source.train else load_coco(source.val.annotations)
+    train, skipped_train = ground_truth_people(train_coco, source.train.images)
+    val, skipped_val = ground_truth_people(val_coco, source.val.images)
+    if not train:
+        raise DataError(f"{source.train.annotations} has no person with a labelled keypoint to train on")
+    if not val:
+        raise DataError(f"{source.val.annotations} has no person with a labelled keypoint to validate on")
+    return Data(train, val, val_coco, source.description, {"train": str(skipped_train), "val": str(skipped_val)})
+
+
+def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
+    warm = min(1.0, (iteration + 1) / recipe.warmup_iters) if recipe.warmup_iters else 1.0
+    progress = iteration / max(1, total)
+    if recipe.schedule == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        decay = 0.1 ** sum(progress >= m for m in (0.75, 0.9))
+    return recipe.lr * warm * decay
+
+
+def weighted_mse(heatmaps: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """MSE over heatmap pixels, each joint weighted by its target weight (mmpose's JointsMSELoss, x0.5 dropped)."""
+    per_joint = (heatmaps - targets).square().mean(dim=(2, 3))
+    return (per_joint * weights).mean()
+
+
+def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
+    torch.manual_seed(recipe.seed)
+    model = PoseNet(genome.resolve(joints))
+    if recipe.init == "official":
+        init_weights(model)
+    return model
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: TopDownDataset, coco_gt, flip_test: bool, batch: int = 64) -> dict:
+    model.eval()
+    predictions = []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False)
+    for images, _, _, index in loader:
+        heatmaps = predict_heatmaps(model, images, flip_test)
+        coords, maxvals = argmax_quarter_offset(heatmaps)
+        for k, i in enumerate(index.tolist()):
+            center, size, _, _ = dataset.window(i)
+            xy = to_image_coordinates(coords[k], center, size, dataset.heatmap_wh)
+            keypoints = np.concatenate([xy, maxvals[k][:, None]], 1)
+            person = dataset.people[i]
+            predictions.append(Prediction(person.image_id, keypoints, person.score, float(size[0] * size[1])))
+    return coco_keypoint_stats(coco_gt, to_results(predictions))
+
+
+class Progress:
+    """One line per epoch on stderr with loss, AP and an ETA; a bar within the epoch when on a terminal."""
+
+    def __init__(self, epochs: int, quiet: bool = False) -> None:
+        self.epochs, self.quiet, self.start = epochs, quiet, time.perf_counter()
+
+    def step(self, epoch: int, done: int, total: int, loss: float) -> None:
+        if self.quiet or not sys.stderr.isatty():
+            return
+        width = 30
+        fill = int(width * done / total)
+        print(
+            f"\r  epoch {epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] loss {loss:.5f}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def epoch(self, epoch: int, record: dict, first_epoch: int) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.start
+        per_epoch = elapsed / (epoch + 1 - first_epoch)
+        eta = per_epoch * (self.epochs - epoch - 1)
+        print(
+            f"\r  epoch {epoch + 1}/{self.epochs}  loss {record['loss']:.5f}  AP {record['ap']:.3f}  "
+            f"{record['images_per_second']:.1f} img/s  ETA {eta:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def train(
+    genome: Genome,
+    data: Data,
+    recipe: Recipe,
+    out_dir: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Train, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
+    torch.set_num_threads(recipe.threads)
+    joints = len(data.train[0].keypoints)
+    model = build_model(genome, recipe, joints)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    cache = ImageCache()
+    train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache)
+    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache)
+    history: list[dict] = []
+    first_epoch = 0
+    checkpoint = out_dir / "checkpoint.pt" if out_dir else None
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        if state["meta"] != _meta(genome, recipe, data):
+            raise ValueError(f"{checkpoint} belongs to a different genome, recipe or data set; use another --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = json.loads(state["history"])
+        first_epoch = len(history)
+    per_epoch = math.ceil(len(train_set) / recipe.batch)
+    total_iters = per_epoch * recipe.epochs
+    progress = Progress(recipe.epochs, quiet)
+    train_seconds = sum(h["train_seconds"] for h in history)
+    for epoch in range(first_epoch, recipe.epochs):
+        model.train()
+        train_set.epoch = epoch
+        order = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
+        loader = torch.utils.data.DataLoader(
+            train_set, batch_size=recipe.batch, shuffle=True, generator=order, drop_last=len(train_set) > recipe.batch
+        )
+        start, losses, seen = time.perf_counter(), [], 0
+        for step, (images, targets, weights, _) in enumerate(loader):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
+            loss = weighted_mse(model(images), targets, weights)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            seen += len(images)
+            progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test)
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            **stats,
+            "train_seconds": seconds,
+            "images_per_second": seen / seconds,
+        }
+        history.append(record)
+        progress.epoch(epoch, record, first_epoch)
+        if checkpoint is not None:
+            _save(checkpoint, model, optimizer, history, _meta(genome, recipe, data))
+        if on_epoch is not None:
+            on_epoch(record)
+    final = history[-1]
+    return {
+        **{k: final[k] for k in final if k not in {"epoch", "train_seconds", "images_per_second"}},
+        "epochs": recipe.epochs,
+        "train_seconds": train_seconds,
+        "history": history,
+    }
+
+
+def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:
+    return {"genome": genome.compact(), "recipe": json.dumps(asdict(recipe), sort_keys=True), "data": data.description}
+
+
+def _save(path: Path, model: nn.Module, optimizer, history: list[dict], meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": json.dumps(history),
+            "meta": meta,
+        },
+        tmp,
+    )
+    tmp.replace(path)
