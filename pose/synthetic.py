@@ -63,8 +63,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("HRNAS_CACHE", Path.home() / ".cache" / "hrnas"))
 
 
-def ensure_synthetic(config: SyntheticConfig = SyntheticConfig(), cache: Path | None = None) -> Path:
+def ensure_synthetic(config: SyntheticConfig | None = None, cache: Path | None = None) -> Path:
     """Generate the data set once (atomically) and return its folder."""
+    config = config or SyntheticConfig()
     root = (cache or default_cache_dir()) / config.key()
     if (root / "DONE").is_file():
         return root

@@ -53,10 +53,10 @@ class Data:
     skipped: dict[str, str]
 
 
-def load_data(source: DataSource | None, synthetic: SyntheticConfig = SyntheticConfig()) -> Data:
+def load_data(source: DataSource | None, synthetic: SyntheticConfig | None = None) -> Data:
     """People for training and validation (ground-truth boxes), from real COCO files or the synthetic default."""
     if source is None:
-        root = ensure_synthetic(synthetic)
+        root = ensure_synthetic(synthetic or SyntheticConfig())
         from pose.coco import Split
 
         source = DataSource(
