@@ -13,7 +13,7 @@ from torch import nn
 
 from blocks.context import DenseContextModeling, GlobalContextModeling
 from blocks.dynamic import DynamicSplitConv
-from blocks.layers import cat_shuffle
+from blocks.layers import cat_shuffle, split_halves
 from blocks.weighting import CrossResolutionWeighting, SpatialWeighting
 
 CROSS_BRANCH: dict[str, Callable[[list[int], int], nn.Module]] = {
@@ -50,7 +50,7 @@ class ChannelWeightingBlock(nn.Module):
         )
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
-        halves = [s.chunk(2, dim=1) for s in x]
+        halves = [split_halves(s) for s in x]
         kept = [h[0] for h in halves]
         work = [h[1] for h in halves]
         if self.cross is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blocks.layers import ConvBNAct
+from blocks.layers import ConvBNAct, is_channels_last, to_nchw
 from blocks.weighting import upsample_nearest
 
 
@@ -25,8 +25,11 @@ def attention_pool(x: torch.Tensor, mask: torch.Tensor, cells: int) -> torch.Ten
     Returns (B, C, cells).
     """
     batch, channels, height, width = x.shape
+    if cells == 1 and is_channels_last(x):  # the plain weighted sum over pixels, read in place
+        pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        return torch.matmul(mask.reshape(batch, 1, height * width), pixels).transpose(1, 2)
     run = height * width // cells
-    values = x.reshape(batch, cells, channels, run)
+    values = to_nchw(x).reshape(batch, cells, channels, run)
     weights = mask.reshape(batch, cells, run, 1)
     return torch.matmul(values, weights).reshape(batch, cells, channels).transpose(1, 2)
 

@@ -1,4 +1,11 @@
-"""Small helpers shared by every block: conv+BN+activation and channel shuffle."""
+"""Small helpers shared by every block: conv+BN+activation, channel shuffle, memory-layout helpers.
+
+Layout: a network prepared with `blocks.network.prepare_for_training` runs channels-last (NHWC in memory). Every
+CPU kernel is fastest when all its tensors, gradients included, are contiguous in one layout: a BatchNorm backward
+or a ReLU backward whose gradient is NCHW while its input is NHWC is 5-30x slower than the copy that would have
+aligned them. The helpers here keep activations and gradients channels-last-contiguous; on NCHW tensors they
+do exactly what the official code does, so the reference configuration (and export) is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -58,11 +65,101 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return cat_shuffle(list(x.chunk(groups, dim=1)))
 
 
-def cat_shuffle(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate equal-width parts along channels, then channel-shuffle with len(parts) groups, in one copy.
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x (N,C,H,W) is laid out channels-last (also a channel slice of a channels-last tensor)."""
+    return x.dim() == 4 and x.stride(1) < x.stride(3)
 
-    The result is laid out channels-last (NHWC in memory), which keeps depthwise convs on their fast path.
+
+class _Relayout(torch.autograd.Function):
+    """x copied into `forward_format`; the gradient copied into `backward_format` (the layout x's producer uses)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, forward_format: torch.memory_format, backward_format: torch.memory_format):
+        ctx.backward_format = backward_format
+        return x.contiguous(memory_format=forward_format)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad.contiguous(memory_format=ctx.backward_format), None, None
+
+
+def to_nchw(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous NCHW copy of a channels-last x whose gradient goes back channels-last; other x unchanged."""
+    if not is_channels_last(x):
+        return x
+    return _Relayout.apply(x, torch.contiguous_format, torch.channels_last)
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last copy of a contiguous NCHW x whose gradient goes back NCHW; other x unchanged."""
+    if is_channels_last(x) or not x.is_contiguous():
+        return x
+    return _Relayout.apply(x, torch.channels_last, torch.contiguous_format)
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """x, or a channels-last-contiguous copy when x is a channel slice of a channels-last tensor.
+
+    Convolutions and BatchNorm on such slices are slow (and their gradients come back in another layout).
     """
-    batch, width, height, wid = parts[0].shape
-    stacked = torch.stack([p.permute(0, 2, 3, 1) for p in parts], dim=-1)
-    return stacked.view(batch, height, wid, width * len(parts)).permute(0, 3, 1, 2)
+    if is_channels_last(x) and not x.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def split_halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x.chunk(2, dim=1) where only the second half is computed on: the first stays a view (for cat_shuffle)."""
+    first, second = x.chunk(2, dim=1)
+    return first, dense(second)
+
+
+class _ChannelsLastMean(torch.autograd.Function):
+    """Mean over H and W whose gradient (the spread mean) is channels-last, like x, rather than NCHW."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean(dim=(2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        height, width = ctx.shape[-2:]
+        return (grad / (height * width)).expand(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+def global_mean(x: torch.Tensor) -> torch.Tensor:
+    """x.mean(dim=(2, 3), keepdim=True); for a channels-last x its gradient comes back channels-last too."""
+    if is_channels_last(x):
+        return _ChannelsLastMean.apply(x)
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
+class _CatShuffleChannelsLast(torch.autograd.Function):
+    """cat_shuffle of channels-last parts in one copy; the gradient of each part comes back channels-last-dense."""
+
+    @staticmethod
+    def forward(ctx, *parts: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = parts[0].shape
+        stacked = torch.stack([p.permute(0, 2, 3, 1) for p in parts], dim=-1)
+        return stacked.view(batch, height, width, channels * len(parts)).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        batch, total, height, width = grad.shape
+        groups = len(ctx.needs_input_grad)
+        grad = grad.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        split = grad.reshape(batch, height, width, total // groups, groups).permute(4, 0, 1, 2, 3).contiguous()
+        return tuple(g.permute(0, 3, 1, 2) for g in split)
+
+
+def cat_shuffle(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate equal-width parts along channels, then channel-shuffle with len(parts) groups.
+
+    Channel c*G + g of the result is channel c of parts[g]. Channels-last parts are interleaved in one copy into
+    a channels-last result; NCHW parts take the official route (concatenate, then view-transpose-copy).
+    """
+    if any(is_channels_last(p) for p in parts):
+        return _CatShuffleChannelsLast.apply(*parts)
+    batch, channels, height, width = parts[0].shape
+    x = torch.cat(parts, dim=1).view(batch, len(parts), channels, height, width)
+    return x.transpose(1, 2).contiguous().view(batch, channels * len(parts), height, width)

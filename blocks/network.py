@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from blocks.channel_weighting import ChannelWeightingBlock
+from blocks.dynamic import KernelAggregation
 from blocks.heads import IterativeHead, KeypointHead
 from blocks.multibranch import AcrossBranches, MultiBranchModule, PerBranch, apply_transition, make_transition
 from blocks.residual import BasicBlock
@@ -93,3 +94,27 @@ def init_weights(model: nn.Module, std: float = 0.001) -> nn.Module:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return model
+
+
+def prepare_for_training(model: nn.Module, fast: bool = True) -> nn.Module:
+    """Choose how `model` computes its (unchanged) function on CPU; returns the model, changed in place.
+
+    fast (default): every 4-D conv weight channels-last, so that every activation is channels-last (NHWC in memory,
+    where depthwise convs are much faster), and the fast formulation of the dynamic kernels. `fast=False` gives the
+    reference configuration: contiguous NCHW and the official grouped-conv formulation. Both compute the same
+    numbers; the parameters keep their values and shapes, only their memory layout changes. Call it before
+    creating the optimizer and feed inputs through `prepare_input` with the same `fast`.
+    """
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=memory_format)
+        if isinstance(module, KernelAggregation):
+            module.formulation = "fast" if fast else "grouped"
+    return model
+
+
+def prepare_input(x: torch.Tensor, fast: bool = True) -> torch.Tensor:
+    """The input batch in the layout `prepare_for_training(model, fast)` expects (channels-last when fast)."""
+    return x.contiguous(memory_format=torch.channels_last if fast else torch.contiguous_format)

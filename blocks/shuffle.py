@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blocks.layers import ConvBNAct, cat_shuffle, dw_conv_bn
+from blocks.layers import ConvBNAct, cat_shuffle, dw_conv_bn, split_halves
 
 
 class ShuffleUnit(nn.Module):
@@ -21,5 +21,5 @@ class ShuffleUnit(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=1)
+        x1, x2 = split_halves(x)
         return cat_shuffle([x1, self.branch2(x2)])

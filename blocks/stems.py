@@ -7,7 +7,7 @@ from torch import nn
 
 from blocks.context import GlobalContextModeling
 from blocks.dynamic import DynConvBN
-from blocks.layers import ConvBNAct, cat_shuffle, dw_conv_bn
+from blocks.layers import ConvBNAct, cat_shuffle, dense, dw_conv_bn
 from blocks.residual import Bottleneck
 
 
@@ -43,7 +43,7 @@ class LiteStem(nn.Module):
         self.linear_conv = ConvBNAct(mid, half, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.conv1(x).chunk(2, dim=1)
+        x1, x2 = map(dense, self.conv1(x).chunk(2, dim=1))
         x2 = self.linear_conv(self.depthwise_conv(self.expand_conv(x2)))
         return cat_shuffle([self.branch1(x1), x2])
 
@@ -72,7 +72,7 @@ class DiteStem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.conv1(x).chunk(2, dim=1)
+        x1, x2 = map(dense, self.conv1(x).chunk(2, dim=1))
         return cat_shuffle([self.branch1(x1), self.branch2(x2)])
 
 

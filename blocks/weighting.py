@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.layers import ConvBNAct
+from blocks.layers import ConvBNAct, global_mean
 
 
 def pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -19,7 +19,7 @@ def pool_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=(2, 3), keepdim=True)
+    return global_mean(x)  # x.mean(dim=(2, 3), keepdim=True), with a channels-last gradient for channels-last x
 
 
 class GlobalAvgPool(nn.AdaptiveAvgPool2d):
