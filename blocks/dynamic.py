@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.layers import cat_shuffle
+from blocks.layers import cat_shuffle, dense, is_channels_last
 from blocks.weighting import GlobalAvgPool
 
 
@@ -28,13 +28,37 @@ class KernelAttention(nn.Module):
         return self.sigmoid(self.conv2(x).flatten(1))
 
 
+class _FoldBatch(torch.autograd.Function):
+    """(B,C,H,W) -> the (1,B*C,H,W) view of the grouped formulation, laid out channels-last; `batch` < 0 unfolds.
+
+    Channels-last (1,B*C,H,W) is (H,W,B,C) in memory: one copy from (B,H,W,C) each way, and the grouped conv over
+    it runs on oneDNN's channels-last kernels. The gradient takes the inverse copy, so it reaches the producer of
+    x channels-last-dense.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, batch: int) -> torch.Tensor:
+        ctx.batch = batch
+        if batch > 0:
+            _, channels, height, width = x.shape
+            folded = x.permute(2, 3, 0, 1).contiguous().view(1, height, width, batch * channels)
+            return folded.permute(0, 3, 1, 2)
+        _, channels, height, width = x.shape
+        pixels = x.permute(0, 2, 3, 1).reshape(height, width, -batch, channels // -batch)
+        return pixels.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _FoldBatch.apply(grad, -ctx.batch), None
+
+
 class KernelAggregation(nn.Module):
     """Convolution whose kernel is the attention-weighted sum of K kernels, a different one per sample.
 
     `formulation` picks how the per-sample convolution is computed; all give the same numbers:
-    - "fast" (default): depthwise kernels as a grouped conv over the 1x(B*C) view, 1x1 dense kernels as one
-      batched matmul in channels-last order, anything else as the grouped conv;
-    - "grouped": the official formulation, always one grouped conv over the 1x(B*C) view.
+    - "fast" (default): 1x1 dense kernels as one batched matmul in channels-last order; other kernels as the grouped
+      conv over the 1x(B*C) view, which for a channels-last x is itself laid out channels-last (`_FoldBatch`);
+    - "grouped": the official formulation, always one grouped conv over the (NCHW) 1x(B*C) view.
     """
 
     formulation = "fast"
@@ -55,21 +79,23 @@ class KernelAggregation(nn.Module):
 
     def forward(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         weight = attention @ self.weight.reshape(self.num_kernels, -1)
-        pointwise = self.kernel_size == 1 and self.groups == 1 and self.stride == 1
-        if self.formulation == "fast" and pointwise:
+        if self.formulation == "grouped":
+            return self._grouped(x, weight)
+        if self.kernel_size == 1 and self.groups == 1 and self.stride == 1:
             return self._pointwise(x, weight)
+        if is_channels_last(x):
+            out = self._conv(_FoldBatch.apply(x, x.shape[0]), weight, x.shape[0])
+            return _FoldBatch.apply(out, -x.shape[0])
         return self._grouped(x, weight)
+
+    def _conv(self, folded: torch.Tensor, weight: torch.Tensor, batch: int) -> torch.Tensor:
+        """The grouped conv over the (1, B*C_in, H, W) view: (1, B*C_out, H', W')."""
+        weight = weight.reshape(batch * self.out_channels, self.in_channels // self.groups, *self.weight.shape[-2:])
+        return F.conv2d(folded, weight, stride=self.stride, padding=self.kernel_size // 2, groups=self.groups * batch)
 
     def _grouped(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        weight = weight.reshape(batch * self.out_channels, self.in_channels // self.groups, *self.weight.shape[-2:])
-        out = F.conv2d(
-            x.reshape(1, batch * self.in_channels, height, width),
-            weight,
-            stride=self.stride,
-            padding=self.kernel_size // 2,
-            groups=self.groups * batch,
-        )
+        out = self._conv(x.reshape(1, batch * self.in_channels, height, width), weight, batch)
         return out.reshape(batch, self.out_channels, *out.shape[-2:])
 
     def _pointwise(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -139,4 +165,4 @@ class DynamicSplitConv(nn.Module):
         if self.groups == 1:
             return self.conv[0](x)
         parts = x.split(self.split, dim=1)
-        return cat_shuffle([conv(p) for conv, p in zip(self.conv, parts, strict=True)])
+        return cat_shuffle([conv(dense(p)) for conv, p in zip(self.conv, parts, strict=True)])
