@@ -1,0 +1,150 @@
+"""Dynamic kernel aggregation (blocks/dynamic.py KernelAggregation), forward + backward: fast vs official.
+
+The shapes are those that occur in a network (default ditehrnet-18; found by running it once at batch 1 with hooks),
+scaled to the training batch. For every distinct shape the two formulations run alternately on the same numbers:
+- `reference`: the official formulation, one grouped conv over the (1, B*C, H, W) view of an NCHW input;
+- `fast`: the default formulation on a channels-last input, as in a network prepared by `prepare_for_training`
+  (1x1 dense kernels as one batched matmul; other kernels as the grouped conv over a channels-last
+  (1, B*C, H, W) view).
+Each timed call is forward + backward with respect to the input, the attention and the K kernels. `calls` is how
+often the shape runs per training step, `per step` the summed time of those calls.
+
+python bench/dynamic_kernels.py                         # ditehrnet-18, 256x192 and 128x96, batch 32, 2 threads
+python bench/dynamic_kernels.py --input 128x96 --reps 30 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+
+import torch
+
+from blocks.dynamic import KernelAggregation
+from blocks.network import PoseNet
+from search_space.complexity import parse_input_size
+from search_space.presets import load_architecture
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="ditehrnet-18", help="preset or genome file (default ditehrnet-18)")
+    parser.add_argument("--input", action="append", default=[], help="HxW (repeatable; default 256x192 and 128x96)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--reps", type=int, default=20, help="timed forward+backward calls per formulation")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
+    return parser
+
+
+def occurring_shapes(arch: str, input_hw: tuple[int, int]) -> Counter:
+    """(in, out, kernel, stride, groups, K, H, W) of every KernelAggregation call in one forward pass."""
+    model = PoseNet(load_architecture(arch).resolve()).eval()
+    shapes: Counter = Counter()
+
+    def hook(module: KernelAggregation, args: tuple, out: torch.Tensor) -> None:
+        m = module
+        shapes[
+            (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.groups, m.num_kernels, *args[0].shape[-2:])
+        ] += 1
+
+    for m in model.modules():
+        if isinstance(m, KernelAggregation):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.randn(1, 3, *input_hw))
+    return shapes
+
+
+def make_call(shape: tuple, batch: int, formulation: str, seed: int = 0):
+    in_c, out_c, k, stride, groups, num_kernels, height, width = shape
+    torch.manual_seed(seed)
+    agg = KernelAggregation(in_c, out_c, k, stride, groups, num_kernels)
+    agg.formulation = formulation
+    x = torch.randn(batch, in_c, height, width)
+    if formulation != "grouped":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    attention = torch.rand(batch, num_kernels, requires_grad=True)
+    with torch.no_grad():
+        out = agg(x, attention)
+    grad = torch.randn_like(out)
+
+    def call() -> float:
+        start = time.perf_counter()
+        agg(x, attention).backward(grad)
+        elapsed = time.perf_counter() - start
+        x.grad = attention.grad = agg.weight.grad = None
+        return elapsed
+
+    return call
+
+
+def describe(shape: tuple) -> str:
+    in_c, out_c, k, stride, groups, num_kernels, height, width = shape
+    kind = "dw" if groups == in_c == out_c else ("1x1" if k == 1 and groups == 1 else f"g{groups}")
+    return f"{kind} {in_c}->{out_c} k{k} s{stride} K{num_kernels} @{height}x{width}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
+    if not args.json:
+        print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, fwd+bwd, ms per call (median)")
+    for size in sizes:
+        shapes = occurring_shapes(args.arch, size)
+        totals = {"reference": 0.0, "fast": 0.0}
+        if not args.json:
+            print(f"\n{args.arch} at {size[0]}x{size[1]}")
+            print(f"{'shape':<36} {'calls':>5} {'reference':>10} {'fast':>10} {'ratio':>7} {'per step ref/fast':>18}")
+        for shape, count in sorted(shapes.items(), key=lambda kv: (-kv[0][6] * kv[0][7], kv[0])):
+            calls = {
+                name: make_call(shape, args.batch, form) for name, form in (("reference", "grouped"), ("fast", "fast"))
+            }
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            for call in calls.values():  # warm-up
+                call(), call()
+            for _ in range(args.reps):
+                for name, call in calls.items():
+                    times[name].append(call())
+            med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+            for name in totals:
+                totals[name] += med[name] * count
+            row = {
+                "arch": args.arch,
+                "input": f"{size[0]}x{size[1]}",
+                "shape": describe(shape),
+                "batch": args.batch,
+                "calls_per_step": count,
+                "reference_ms": med["reference"],
+                "fast_ms": med["fast"],
+                "reference_min_ms": min(times["reference"]) * 1e3,
+                "fast_min_ms": min(times["fast"]) * 1e3,
+                "speedup": med["reference"] / med["fast"],
+            }
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                per_step = f"{med['reference'] * count:.1f}/{med['fast'] * count:.1f}"
+                print(
+                    f"{row['shape']:<36} {count:>5} {med['reference']:>10.2f} {med['fast']:>10.2f} "
+                    f"{row['speedup']:>6.2f}x {per_step:>18}",
+                    flush=True,
+                )
+        total = {"arch": args.arch, "input": f"{size[0]}x{size[1]}", "shape": "total per step", **totals}
+        total["speedup"] = totals["reference"] / totals["fast"]
+        if args.json:
+            print(json.dumps(total))
+        else:
+            print(f"{'total per training step (ms)':<36} {'':>5} {totals['reference']:>10.1f} {totals['fast']:>10.1f} "
+                  f"{total['speedup']:>6.2f}x")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

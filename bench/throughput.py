@@ -1,0 +1,126 @@
+"""Training throughput (forward + backward + Adam step) of the presets on CPU: fast paths vs the reference.
+
+For every architecture and input size two copies of the same network (same weights) are trained side by side:
+- `fast`: `prepare_for_training(model)` (channels-last layout, fast dynamic-kernel formulation);
+- `reference`: `prepare_for_training(model, fast=False)` (plain NCHW, the official grouped-conv formulation of
+  the dynamic kernels, the plain concatenate-then-shuffle).
+After the warm-up their timed iterations alternate (reference, fast, reference, ...), so that both columns see
+the same machine load and the ratio is a same-run comparison.
+
+python bench/throughput.py                                  # every preset, 256x192 and 128x96, batch 32
+python bench/throughput.py --arch litehrnet-18 --arch ditehrnet-18 --input 128x96 --iters 5
+python bench/throughput.py --skip-heavy --json              # without hrnet-w32; one JSON object per row
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
+from search_space.complexity import parse_input_size
+from search_space.presets import PRESETS, load_architecture
+
+HEAVY = {"hrnet-w32"}  # ~7 GFLOPs/img: fewer timed iterations (--heavy-iters), or --skip-heavy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", action="append", default=[], help=f"preset or genome file (repeatable; default all: "
+                        f"{', '.join(PRESETS)})")  # fmt: skip
+    parser.add_argument("--input", action="append", default=[], help="HxW (repeatable; default 256x192 and 128x96)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per configuration (default 2)")
+    parser.add_argument("--iters", type=int, default=3, help="timed iterations per configuration (default 3)")
+    parser.add_argument("--heavy-iters", type=int, default=1, help="timed iterations for hrnet-w32 (default 1)")
+    parser.add_argument("--skip-heavy", action="store_true", help="leave out hrnet-w32")
+    parser.add_argument("--no-reference", action="store_true", help="time only the fast configuration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
+    return parser
+
+
+class Trainer:
+    """One network copy with its own Adam, batch and random targets; `step()` is one timed training step."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, fast: bool) -> None:
+        self.model = prepare_for_training(model, fast=fast).train()
+        self.x = prepare_input(x, fast=fast)
+        self.target = target
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.times: list[float] = []
+
+    def step(self, timed: bool = True) -> None:
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.mse_loss(self.model(self.x), self.target)
+        loss.backward()
+        self.optimizer.step()
+        if timed:
+            self.times.append(time.perf_counter() - start)
+
+
+def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    base = init_weights(PoseNet(load_architecture(arch).resolve()))
+    x = torch.randn(args.batch, 3, *input_hw)
+    target = torch.randn(args.batch, base.spec.joints, input_hw[0] // 4, input_hw[1] // 4)
+    configs = {"fast": Trainer(copy.deepcopy(base), x, target, fast=True)}
+    if not args.no_reference:
+        configs["reference"] = Trainer(copy.deepcopy(base), x, target, fast=False)
+    order = [configs[name] for name in ("reference", "fast") if name in configs]
+    for _ in range(args.warmup):
+        for trainer in order:
+            trainer.step(timed=False)
+    iters = args.heavy_iters if arch in HEAVY else args.iters
+    for _ in range(iters):
+        for trainer in order:
+            trainer.step()
+    row = {
+        "arch": arch,
+        "input": f"{input_hw[0]}x{input_hw[1]}",
+        "batch": args.batch,
+        "threads": args.threads,
+        "iters": iters,
+    }
+    for name, trainer in configs.items():
+        row[f"{name}_img_s"] = args.batch * len(trainer.times) / sum(trainer.times)
+        row[f"{name}_median_img_s"] = args.batch / statistics.median(trainer.times)
+        row[f"{name}_step_s"] = trainer.times
+    if "reference" in configs:
+        row["speedup"] = row["fast_img_s"] / row["reference_img_s"]
+    return row
+
+
+def format_row(row: dict) -> str:
+    ref = f"{row['reference_img_s']:>10.2f}" if "reference_img_s" in row else f"{'-':>10}"
+    ratio = f"{row['speedup']:>7.2f}x" if "speedup" in row else f"{'-':>8}"
+    return f"{row['arch']:<26} {row['input']:>8} {row['iters']:>5} {row['fast_img_s']:>10.2f} {ref} {ratio}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    archs = args.arch or [a for a in PRESETS if not (args.skip_heavy and a in HEAVY)]
+    sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
+    if not args.json:
+        print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam, MSE; images/s")
+        print(f"{'arch':<26} {'input':>8} {'iters':>5} {'fast':>10} {'reference':>10} {'ratio':>8}")
+    for arch in archs:
+        for size in sizes:
+            row = measure(arch, size, args)
+            print(json.dumps(row) if args.json else format_row(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
