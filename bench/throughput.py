@@ -5,7 +5,8 @@ For every architecture and input size two copies of the same network (same weigh
 - `reference`: `prepare_for_training(model, fast=False)` (plain NCHW, the official grouped-conv formulation of
   the dynamic kernels, the plain concatenate-then-shuffle).
 After the warm-up their timed iterations alternate (reference, fast, reference, ...), so that both columns see
-the same machine load and the ratio is a same-run comparison.
+the same machine load and the ratio is a same-run comparison. Images/s are computed from the median step time
+(robust to a step slowed down by other processes); the JSON rows also hold the mean, the best and every step.
 
 python bench/throughput.py                                  # every preset, 256x192 and 128x96, batch 32
 python bench/throughput.py --arch litehrnet-18 --arch ditehrnet-18 --input 128x96 --iters 5
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -78,6 +80,7 @@ def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> d
     if not args.no_reference:
         configs["reference"] = Trainer(copy.deepcopy(base), x, target, fast=False)
     order = [configs[name] for name in ("reference", "fast") if name in configs]
+    load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
         for trainer in order:
             trainer.step(timed=False)
@@ -91,20 +94,34 @@ def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> d
         "batch": args.batch,
         "threads": args.threads,
         "iters": iters,
+        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     for name, trainer in configs.items():
-        row[f"{name}_img_s"] = args.batch * len(trainer.times) / sum(trainer.times)
-        row[f"{name}_median_img_s"] = args.batch / statistics.median(trainer.times)
-        row[f"{name}_step_s"] = trainer.times
+        row[f"{name}_img_s"] = args.batch / statistics.median(trainer.times)
+        row[f"{name}_mean_img_s"] = args.batch * len(trainer.times) / sum(trainer.times)
+        row[f"{name}_best_img_s"] = args.batch / min(trainer.times)
+        row[f"{name}_step_s"] = [round(t, 4) for t in trainer.times]
     if "reference" in configs:
         row["speedup"] = row["fast_img_s"] / row["reference_img_s"]
     return row
 
 
+COLUMNS = (
+    f"{'arch':<26} {'input':>8} {'iters':>5} {'fast':>8} {'reference':>10} {'ratio':>7}   "
+    f"{'fast best':>9} {'ref best':>9}  {'load':>9}"
+)
+
+
 def format_row(row: dict) -> str:
-    ref = f"{row['reference_img_s']:>10.2f}" if "reference_img_s" in row else f"{'-':>10}"
-    ratio = f"{row['speedup']:>7.2f}x" if "speedup" in row else f"{'-':>8}"
-    return f"{row['arch']:<26} {row['input']:>8} {row['iters']:>5} {row['fast_img_s']:>10.2f} {ref} {ratio}"
+    def cell(key: str, width: int) -> str:
+        return f"{row[key]:>{width}.2f}" if key in row else f"{'-':>{width}}"
+
+    ratio = f"{row['speedup']:>6.2f}x" if "speedup" in row else f"{'-':>7}"
+    load = "{:.1f}->{:.1f}".format(*row["loadavg_1min"])
+    return (
+        f"{row['arch']:<26} {row['input']:>8} {row['iters']:>5} {cell('fast_img_s', 8)} {cell('reference_img_s', 10)} "
+        f"{ratio}   {cell('fast_best_img_s', 9)} {cell('reference_best_img_s', 9)}  {load:>9}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     archs = args.arch or [a for a in PRESETS if not (args.skip_heavy and a in HEAVY)]
     sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
     if not args.json:
-        print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam, MSE; images/s")
-        print(f"{'arch':<26} {'input':>8} {'iters':>5} {'fast':>10} {'reference':>10} {'ratio':>8}")
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam step, MSE loss; "
+            "images/s from the median timed step (best: the fastest step); load: 1-min load average before->after"
+        )
+        print(COLUMNS)
     for arch in archs:
         for size in sizes:
             row = measure(arch, size, args)

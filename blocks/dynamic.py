@@ -156,6 +156,7 @@ class DynamicSplitConv(nn.Module):
         super().__init__()
         self.groups = groups
         self.split = channels // groups
+        self.dynamic = num_kernels > 1
         self.conv = nn.ModuleList(
             DynConvBN(self.split, self.split, 3 + 2 * i, stride, groups=self.split, num_kernels=num_kernels)
             for i in range(groups)
@@ -165,4 +166,6 @@ class DynamicSplitConv(nn.Module):
         if self.groups == 1:
             return self.conv[0](x)
         parts = x.split(self.split, dim=1)
-        return cat_shuffle([conv(dense(p)) for conv, p in zip(self.conv, parts, strict=True)])
+        if not self.dynamic:  # static depthwise convs are slow on channel slices; dynamic ones copy them anyway
+            parts = [dense(p) for p in parts]
+        return cat_shuffle([conv(p) for conv, p in zip(self.conv, parts, strict=True)])

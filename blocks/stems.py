@@ -72,7 +72,7 @@ class DiteStem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = map(dense, self.conv1(x).chunk(2, dim=1))
+        x1, x2 = self.conv1(x).chunk(2, dim=1)
         return cat_shuffle([self.branch1(x1), self.branch2(x2)])
 
 
