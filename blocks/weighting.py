@@ -36,7 +36,8 @@ def upsample_nearest(a: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """Nearest upsampling of per-channel weights; a 1x1 map just broadcasts."""
     if a.shape[-2:] == (1, 1):
         return a
-    return F.interpolate(a, size=size, mode="nearest")
+    # Plain ints: with traced sizes the legacy ONNX exporter loses the output shape (and dynamic kernels need it).
+    return F.interpolate(a, size=(int(size[0]), int(size[1])), mode="nearest")
 
 
 class CrossResolutionWeighting(nn.Module):
