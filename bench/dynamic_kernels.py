@@ -25,7 +25,7 @@ from collections import Counter
 import torch
 
 from blocks.dynamic import KernelAggregation
-from blocks.network import PoseNet
+from blocks.network import PoseNet, keep_freed_memory
 from search_space.complexity import parse_input_size
 from search_space.presets import load_architecture
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--reps", type=int, default=20, help="timed forward+backward calls per formulation")
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc as it is")
     parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
     return parser
 
@@ -93,9 +94,13 @@ def describe(shape: tuple) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    malloc = "default" if args.default_malloc or not keep_freed_memory() else "keep-freed"
     sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
     if not args.json:
-        print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, fwd+bwd, ms per call (median)")
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, malloc {malloc}, "
+            "forward+backward, ms per call (median)"
+        )
     for size in sizes:
         shapes = occurring_shapes(args.arch, size)
         totals = {"reference": 0.0, "fast": 0.0}
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reference_min_ms": min(times["reference"]) * 1e3,
                 "fast_min_ms": min(times["fast"]) * 1e3,
                 "speedup": med["reference"] / med["fast"],
+                "malloc": malloc,
             }
             if args.json:
                 print(json.dumps(row), flush=True)

@@ -8,6 +8,10 @@ After the warm-up their timed iterations alternate (reference, fast, reference, 
 the same machine load and the ratio is a same-run comparison. Images/s are computed from the median step time
 (robust to a step slowed down by other processes); the JSON rows also hold the mean, the best and every step.
 
+Unless --default-malloc, glibc malloc is first told to keep freed memory (`keep_freed_memory()`; process-wide, so
+for both configurations): that removes the page faults of re-allocating the activations every step. Run once with
+and once without it to see its effect.
+
 python bench/throughput.py                                  # every preset, 256x192 and 128x96, batch 32
 python bench/throughput.py --arch litehrnet-18 --arch ditehrnet-18 --input 128x96 --iters 5
 python bench/throughput.py --skip-heavy --json              # without hrnet-w32; one JSON object per row
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
+from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from search_space.complexity import parse_input_size
 from search_space.presets import PRESETS, load_architecture
 
@@ -46,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heavy-iters", type=int, default=1, help="timed iterations for hrnet-w32 (default 1)")
     parser.add_argument("--skip-heavy", action="store_true", help="leave out hrnet-w32")
     parser.add_argument("--no-reference", action="store_true", help="time only the fast configuration")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc malloc as it is (default: keep_freed_memory(), for both configurations, see RESULTS.md)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
     return parser
@@ -127,17 +136,20 @@ def format_row(row: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    malloc = "default" if args.default_malloc or not keep_freed_memory() else "keep-freed"
     archs = args.arch or [a for a in PRESETS if not (args.skip_heavy and a in HEAVY)]
     sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
     if not args.json:
         print(
-            f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam step, MSE loss; "
-            "images/s from the median timed step (best: the fastest step); load: 1-min load average before->after"
+            f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam step, MSE loss, "
+            f"malloc {malloc}; images/s from the median timed step (best: the fastest step); "
+            "load: 1-min load average before->after"
         )
         print(COLUMNS)
     for arch in archs:
         for size in sizes:
             row = measure(arch, size, args)
+            row["malloc"] = malloc
             print(json.dumps(row) if args.json else format_row(row), flush=True)
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Sequence
 from functools import partial
 
@@ -118,3 +120,24 @@ def prepare_for_training(model: nn.Module, fast: bool = True) -> nn.Module:
 def prepare_input(x: torch.Tensor, fast: bool = True) -> torch.Tensor:
     """The input batch in the layout `prepare_for_training(model, fast)` expects (channels-last when fast)."""
     return x.contiguous(memory_format=torch.channels_last if fast else torch.contiguous_format)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30, top_pad: int = 64 << 20) -> bool:
+    """Make glibc malloc keep freed blocks for reuse instead of handing them back to the OS; process-wide.
+
+    A training step allocates and frees hundreds of MB of activations and gradients. By default glibc serves many
+    of these blocks with fresh mmap()s or trims them off the heap when freed, so every step page-faults them in
+    again (~180k faults and ~0.4 s of system time per litehrnet-18 step at 256x192, batch 32). With these
+    settings blocks below `mmap_threshold` (glibc's maximum, 32 MiB) come from the heap and stay there. The
+    numbers computed do not change. Returns False (and does nothing) where glibc's mallopt is unavailable.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except OSError:
+        mallopt = None
+    if mallopt is None:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    settings = ((m_mmap_threshold, mmap_threshold), (m_trim_threshold, trim_threshold), (m_top_pad, top_pad))
+    return all(mallopt(option, value) == 1 for option, value in settings)
