@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from blocks.network import PoseNet, init_weights
+from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.coco import DataError, DataSource, Person, ground_truth_people, load_coco
 from pose.dataset import Augment, ImageCache, TopDownDataset
 from pose.decode import argmax_quarter_offset, predict_heatmaps, to_image_coordinates
@@ -96,7 +96,7 @@ def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
     model = PoseNet(genome.resolve(joints))
     if recipe.init == "official":
         init_weights(model)
-    return model
+    return prepare_for_training(model)
 
 
 @torch.no_grad()
@@ -105,7 +105,7 @@ def evaluate(model: nn.Module, dataset: TopDownDataset, coco_gt, flip_test: bool
     predictions = []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False)
     for images, _, _, index in loader:
-        heatmaps = predict_heatmaps(model, images, flip_test)
+        heatmaps = predict_heatmaps(model, prepare_input(images), flip_test)
         coords, maxvals = argmax_quarter_offset(heatmaps)
         for k, i in enumerate(index.tolist()):
             center, size, _, _ = dataset.window(i)
@@ -158,6 +158,7 @@ def train(
 ) -> dict:
     """Train, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
     torch.set_num_threads(recipe.threads)
+    keep_freed_memory()
     joints = len(data.train[0].keypoints)
     model = build_model(genome, recipe, joints)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
@@ -190,7 +191,7 @@ def train(
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
-            loss = weighted_mse(model(images), targets, weights)
+            loss = weighted_mse(model(prepare_input(images)), targets, weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
