@@ -70,31 +70,21 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.stride(1) < x.stride(3)
 
 
-class _Relayout(torch.autograd.Function):
-    """x copied into `forward_format`; the gradient copied into `backward_format` (the layout x's producer uses)."""
+class _ToNCHW(torch.autograd.Function):
+    """A contiguous NCHW copy whose gradient is copied back channels-last (the layout of x's producer)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, forward_format: torch.memory_format, backward_format: torch.memory_format):
-        ctx.backward_format = backward_format
-        return x.contiguous(memory_format=forward_format)
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad.contiguous(memory_format=ctx.backward_format), None, None
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
 
 
 def to_nchw(x: torch.Tensor) -> torch.Tensor:
-    """A contiguous NCHW copy of a channels-last x whose gradient goes back channels-last; other x unchanged."""
-    if not is_channels_last(x):
-        return x
-    return _Relayout.apply(x, torch.contiguous_format, torch.channels_last)
-
-
-def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """A channels-last copy of a contiguous NCHW x whose gradient goes back NCHW; other x unchanged."""
-    if is_channels_last(x) or not x.is_contiguous():
-        return x
-    return _Relayout.apply(x, torch.channels_last, torch.contiguous_format)
+    """A channels-last x as a contiguous NCHW copy whose gradient goes back channels-last; other x unchanged."""
+    return _ToNCHW.apply(x) if is_channels_last(x) else x
 
 
 def dense(x: torch.Tensor) -> torch.Tensor:
