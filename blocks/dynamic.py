@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks.layers import cat_shuffle, dense, is_channels_last
+from blocks.layers import cat_shuffle, dense, is_channels_last, to_channels_last, to_nchw
 from blocks.weighting import GlobalAvgPool
 
 
@@ -57,7 +57,8 @@ class KernelAggregation(nn.Module):
 
     `formulation` picks how the per-sample convolution is computed; all give the same numbers:
     - "fast" (default): 1x1 dense kernels as one batched matmul in channels-last order; other kernels as the grouped
-      conv over the 1x(B*C) view, which for a channels-last x is itself laid out channels-last (`_FoldBatch`);
+      conv over the 1x(B*C) view, which for a channels-last x is itself laid out channels-last (`_FoldBatch`) up to
+      3x3, and copied to NCHW (output copied back) for larger kernels;
     - "grouped": the official formulation, always one grouped conv over the (NCHW) 1x(B*C) view.
     """
 
@@ -83,9 +84,11 @@ class KernelAggregation(nn.Module):
             return self._grouped(x, weight)
         if self.kernel_size == 1 and self.groups == 1 and self.stride == 1:
             return self._pointwise(x, weight)
-        if is_channels_last(x):
+        if is_channels_last(x) and self.kernel_size <= 3:
             out = self._conv(_FoldBatch.apply(x, x.shape[0]), weight, x.shape[0])
             return _FoldBatch.apply(out, -x.shape[0])
+        if is_channels_last(x):  # oneDNN's channels-last weight gradient is slow for larger kernels
+            return to_channels_last(self._grouped(to_nchw(x), weight))
         return self._grouped(x, weight)
 
     def _conv(self, folded: torch.Tensor, weight: torch.Tensor, batch: int) -> torch.Tensor:

@@ -70,21 +70,28 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.stride(1) < x.stride(3)
 
 
-class _ToNCHW(torch.autograd.Function):
-    """A contiguous NCHW copy whose gradient is copied back channels-last (the layout of x's producer)."""
+class _Relayout(torch.autograd.Function):
+    """x copied into one layout, its gradient copied back into the other (the layout x's producer uses)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous()
+    def forward(ctx, x: torch.Tensor, to_channels_last: bool) -> torch.Tensor:
+        ctx.to_channels_last = to_channels_last
+        return x.contiguous(memory_format=torch.channels_last if to_channels_last else torch.contiguous_format)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous(memory_format=torch.channels_last)
+    def backward(ctx, grad: torch.Tensor):
+        back = torch.contiguous_format if ctx.to_channels_last else torch.channels_last
+        return grad.contiguous(memory_format=back), None
 
 
 def to_nchw(x: torch.Tensor) -> torch.Tensor:
     """A channels-last x as a contiguous NCHW copy whose gradient goes back channels-last; other x unchanged."""
-    return _ToNCHW.apply(x) if is_channels_last(x) else x
+    return _Relayout.apply(x, False) if is_channels_last(x) else x
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous NCHW x as a channels-last copy whose gradient goes back NCHW; other x unchanged."""
+    return _Relayout.apply(x, True) if x.is_contiguous() and not is_channels_last(x) else x
 
 
 def dense(x: torch.Tensor) -> torch.Tensor:
