@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
+    parser.add_argument("--json-out", metavar="PATH", help="also append the JSON rows to this file")
     return parser
 
 
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(arch, size, args)
             row["malloc"] = malloc
             print(json.dumps(row) if args.json else format_row(row), flush=True)
+            if args.json_out:
+                with open(args.json_out, "a") as out:
+                    out.write(json.dumps(row) + "\n")
     return 0
 
 
