@@ -11,20 +11,13 @@ import json
 import sys
 
 from search_space.complexity import CONVENTIONS, format_flops, format_params, genome_complexity, parse_input_size
-from search_space.genome import GenomeError, parse_gene_override
-from search_space.presets import PRESETS, load_architecture
+from search_space.genome import GenomeError
+from search_space.presets import add_architecture_arguments, architecture_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", required=True, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
-    parser.add_argument(
-        "--gene",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one gene (repeatable); VALUE is YAML, e.g. kernels=[4,4,2,1]",
-    )
+    add_architecture_arguments(parser)
     parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
     parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
     parser.add_argument("--convention", default="torchstat", choices=list(CONVENTIONS))
@@ -40,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        genome = load_architecture(args.arch)
-        genome = genome.with_genes(dict(parse_gene_override(g) for g in args.gene))
+        genome = architecture_from_args(args)
         input_hw = parse_input_size(args.input)
         if args.joints < 1:
             raise ValueError(f"--joints {args.joints}: need at least one joint")

@@ -25,8 +25,8 @@ from torch import nn
 
 from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
 from search_space.complexity import parse_input_size
-from search_space.genome import Genome, GenomeError, parse_gene_override
-from search_space.presets import PRESETS, load_architecture
+from search_space.genome import Genome, GenomeError
+from search_space.presets import PRESETS, add_architecture_arguments, architecture_from_args
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
@@ -37,14 +37,7 @@ OPSETS = {"torchscript": (11, 20, 17), "dynamo": (18, 23, 18)}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", required=True, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
-    parser.add_argument(
-        "--gene",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one gene (repeatable); VALUE is YAML, e.g. kernels=[4,4,2,1]",
-    )
+    add_architecture_arguments(parser)
     parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
     parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
     parser.add_argument("--out", help="output .onnx path (default <arch>-<H>x<W>.onnx in the current directory)")
@@ -165,8 +158,7 @@ def max_abs_diff(model: nn.Module, path: Path, x: torch.Tensor) -> tuple[float, 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        genome = load_architecture(args.arch)
-        genome = genome.with_genes(dict(parse_gene_override(g) for g in args.gene))
+        genome = architecture_from_args(args)
         input_hw = parse_input_size(args.input)
         if args.joints < 1:
             raise ValueError(f"--joints {args.joints}: need at least one joint")

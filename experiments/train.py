@@ -16,16 +16,15 @@ from pathlib import Path
 from pose.coco import DataError, parse_data
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
-from search_space.genome import GenomeError, parse_gene_override
-from search_space.presets import PRESETS, load_architecture
+from search_space.genome import GenomeError
+from search_space.presets import add_architecture_arguments, architecture_from_args
 
 DEFAULT = Recipe()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", required=True, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
-    p.add_argument("--gene", action="append", default=[], metavar="NAME=VALUE", help="override one gene (repeatable)")
+    add_architecture_arguments(p)
     p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR (default synthetic)")
     p.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (default: the data's val split)")
     p.add_argument("--input", default="x".join(map(str, DEFAULT.input_hw)), help="crop size HxW, multiples of 32")
@@ -43,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        genome = load_architecture(args.arch).with_genes(dict(parse_gene_override(g) for g in args.gene))
+        genome = architecture_from_args(args)
         recipe = replace(
             DEFAULT,
             input_hw=parse_input_size(args.input),

@@ -26,3 +26,22 @@ def load_architecture(arch: str) -> Genome:
     if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
         return Genome.from_file(path)
     raise ValueError(f"--arch {arch!r} is neither a preset ({', '.join(PRESETS)}) nor a genome file")
+
+
+def add_architecture_arguments(parser) -> None:
+    """The `--arch` and repeatable `--gene NAME=VALUE` options every command-line tool shares."""
+    parser.add_argument("--arch", required=True, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
+    parser.add_argument(
+        "--gene",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one gene (repeatable); VALUE is YAML, e.g. kernels=[4,4,2,1]",
+    )
+
+
+def architecture_from_args(args) -> Genome:
+    """The genome named by --arch with every --gene override applied (raises GenomeError / ValueError)."""
+    from search_space.genome import parse_gene_override
+
+    return load_architecture(args.arch).with_genes(dict(parse_gene_override(g) for g in args.gene))
