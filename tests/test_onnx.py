@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_space.presets import PRESETS
+from search_space.genome import parse_gene_override
+from search_space.presets import PRESETS, load_architecture
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -50,7 +51,7 @@ def _export_and_compare(tmp_path, arch, genes, size="128x96"):
     assert export.main(argv) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # weights inside, no external data file
 
-    genome = export.load_architecture(arch).with_genes(dict(export.parse_gene_override(g) for g in genes))
+    genome = load_architecture(arch).with_genes(dict(parse_gene_override(g) for g in genes))
     height, width = export.parse_input_size(size)
     model = export.build_model(genome, 17, (height, width), "random", seed=1)
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(7))
@@ -91,7 +92,7 @@ def test_channels_last_model_exports(tmp_path):
     from blocks.network import prepare_for_training, prepare_input
 
     genes = {"modules": [1], "within_ratio": 4, "dsc_groups": [1, 2], "kernels": [4, 2]}
-    model = export.build_model(export.load_architecture("ditehrnet-18").with_genes(genes), 17, (64, 64))
+    model = export.build_model(load_architecture("ditehrnet-18").with_genes(genes), 17, (64, 64))
     prepare_for_training(model, fast=True)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     export.export_onnx(model, x, tmp_path / "fast.onnx")
