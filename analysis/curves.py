@@ -1,0 +1,31 @@
+"""Training curves (loss and AP per epoch) as a PNG, for people who would rather look than read a log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_training_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Loss (log scale, left) and AP (right) against the epoch; returns the written path."""
+    epochs = [h["epoch"] for h in history]
+    fig, loss_axis = plt.subplots(figsize=(6, 3.6), dpi=120)
+    loss_axis.plot(epochs, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    loss_axis.set_yscale("log")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("train loss (weighted MSE)", color="tab:blue")
+    ap_axis = loss_axis.twinx()
+    ap_axis.plot(epochs, [h["ap"] or 0.0 for h in history], "s-", color="tab:red", label="val AP")
+    ap_axis.set_ylabel("val AP (COCOeval)", color="tab:red")
+    ap_axis.set_ylim(0, 1)
+    if title:
+        loss_axis.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
