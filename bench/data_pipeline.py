@@ -24,7 +24,8 @@ import torch
 from blocks.network import keep_freed_memory, prepare_input
 from pose.coco import parse_data
 from pose.dataset import ImageCache, TopDownDataset
-from pose.train import Recipe, build_model, load_data, weighted_mse
+from pose.losses import weighted_mse
+from pose.train import Recipe, build_model, load_data
 from search_space.complexity import parse_input_size
 from search_space.presets import load_architecture
 
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(row))
         return
     print(f"data: {data.description}; {args.arch}, batch {args.batch}, {args.threads} threads")
-    print(f"{'input':<8} {'decode+crop (cold)':>19} {'crop (warm)':>12} {'model step':>11} {'data share of a step':>21}")
+    print(
+        f"{'input':<8} {'decode+crop (cold)':>19} {'crop (warm)':>12} {'model step':>11} {'data share of a step':>21}"
+    )
     for r in rows:
         print(
             f"{r['input']:<8} {r['data_cold_img_s']:>15.0f} i/s {r['data_warm_img_s']:>8.0f} i/s "

@@ -13,7 +13,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from analysis.curves import plot_training_curves
 from pose.coco import DataError, parse_data
+from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
 from search_space.genome import GenomeError
@@ -27,10 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_architecture_arguments(p)
     p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR (default synthetic)")
     p.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (default: the data's val split)")
+    p.add_argument(
+        "--val-boxes",
+        default=None,
+        metavar="DETECTIONS.json",
+        help="validate on the person boxes of a COCO detections file instead of ground-truth boxes",
+    )
+    p.add_argument("--box-threshold", type=float, default=0.0, help="detection score threshold (default 0.0)")
     p.add_argument("--input", default="x".join(map(str, DEFAULT.input_hw)), help="crop size HxW, multiples of 32")
     p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
     p.add_argument("--batch", type=int, default=DEFAULT.batch)
     p.add_argument("--lr", type=float, default=DEFAULT.lr)
+    p.add_argument("--loss", choices=list(LOSSES), default=DEFAULT.loss, help=f"heatmap loss (default {DEFAULT.loss})")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT.sigma,
+        help="target Gaussian sigma in heatmap pixels "
+        "(default: 2 at a 48-pixel-wide heatmap, scaled with the heatmap width, at least 1)",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
     p.add_argument("--threads", type=int, default=DEFAULT.threads)
     p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
@@ -52,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             threads=args.threads,
             flip_test=not args.no_flip_test,
+            loss=args.loss,
+            sigma=args.sigma,
         )
+        if recipe.sigma is not None and recipe.sigma <= 0:
+            raise ValueError(f"--sigma must be positive, got {recipe.sigma}")
         for name in ("epochs", "batch", "threads"):
             if getattr(recipe, name) < 1:
                 raise ValueError(f"--{name} must be at least 1")
-        data = load_data(parse_data(args.data, args.val))
+        boxes = Path(args.val_boxes) if args.val_boxes else None
+        data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
     except (GenomeError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(arch=args.arch, genome=genome.compact(), input=args.input, data=data.description)
     if out is not None:
         (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
+        plot_training_curves(result["history"], out / "curves.png", f"{args.arch} on {data.description}")
     print(f"\n{'metric':<8} value")
     for key in ("ap", "ap50", "ap75", "apm", "apl", "ar"):
         value = summary.get(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -32,11 +34,19 @@ def argmax_quarter_offset(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 @torch.no_grad()
-def predict_heatmaps(model: torch.nn.Module, images: torch.Tensor, flip_test: bool) -> np.ndarray:
-    """Model heatmaps, averaged with the heatmaps of the mirrored crop (flipped back, shifted 1 px) if asked."""
-    heatmaps = model(images)
+def predict_heatmaps(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    flip_test: bool,
+    to_heatmaps: Callable[[torch.Tensor], torch.Tensor] = lambda output: output,
+) -> np.ndarray:
+    """Model heatmaps, averaged with the heatmaps of the mirrored crop (flipped back, shifted 1 px) if asked.
+
+    `to_heatmaps` turns the raw output into unit-peak heatmaps (see pose.losses) before the two are averaged.
+    """
+    heatmaps = to_heatmaps(model(images))
     if flip_test:
-        flipped = model(images.flip(-1)).flip(-1)
+        flipped = to_heatmaps(model(images.flip(-1))).flip(-1)
         flipped = flipped[:, flip_permutation(flipped.shape[1])]
         flipped[..., 1:] = flipped[..., :-1].clone()
         heatmaps = (heatmaps + flipped) / 2

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
-from pose.coco import DataError, DataSource, Person, ground_truth_people, load_coco
+from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
 from pose.dataset import Augment, ImageCache, TopDownDataset
 from pose.decode import argmax_quarter_offset, predict_heatmaps, to_image_coordinates
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
+from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from search_space.genome import Genome
 
@@ -38,6 +39,8 @@ class Recipe:
     warmup_iters: int = 100
     schedule: str = "cosine"  # or "step" (x0.1 at 75% and 90% of the epochs)
     init: str = "pytorch"  # "pytorch" default init, or "official" (conv N(0, 0.001))
+    loss: str = "mse"  # a key of pose.losses.LOSSES
+    sigma: float | None = None  # heatmap Gaussian sigma in heatmap pixels (None: pose.targets.default_sigma)
     flip_test: bool = True
     seed: int = 0
     threads: int = 2
@@ -53,8 +56,16 @@ class Data:
     skipped: dict[str, str]
 
 
-def load_data(source: DataSource | None, synthetic: SyntheticConfig | None = None) -> Data:
-    """People for training and validation (ground-truth boxes), from real COCO files or the synthetic default."""
+def load_data(
+    source: DataSource | None,
+    synthetic: SyntheticConfig | None = None,
+    detections: Path | None = None,
+    box_threshold: float = 0.0,
+) -> Data:
+    """People for training and validation, from real COCO files or the synthetic default.
+
+    Validation uses the ground-truth boxes, or the person boxes of a COCO detections file (scores >= threshold).
+    """
     if source is None:
         root = ensure_synthetic(synthetic or SyntheticConfig())
         from pose.coco import Split
@@ -67,12 +78,17 @@ def load_data(source: DataSource | None, synthetic: SyntheticConfig | None = Non
     train_coco = load_coco(source.train.annotations)
     val_coco = train_coco if source.val == source.train else load_coco(source.val.annotations)
     train, skipped_train = ground_truth_people(train_coco, source.train.images)
-    val, skipped_val = ground_truth_people(val_coco, source.val.images)
+    if detections is None:
+        val, skipped_val = ground_truth_people(val_coco, source.val.images)
+    else:
+        val, skipped_val = detected_people(val_coco, source.val.images, detections, box_threshold)
     if not train:
         raise DataError(f"{source.train.annotations} has no person with a labelled keypoint to train on")
     if not val:
-        raise DataError(f"{source.val.annotations} has no person with a labelled keypoint to validate on")
-    return Data(train, val, val_coco, source.description, {"train": str(skipped_train), "val": str(skipped_val)})
+        what = f"no detection at score >= {box_threshold} in {detections}" if detections else "no labelled person"
+        raise DataError(f"{source.val.annotations}: {what} to validate on")
+    description = source.description + (f", val boxes {detections} (score >= {box_threshold})" if detections else "")
+    return Data(train, val, val_coco, description, {"train": str(skipped_train), "val": str(skipped_val)})
 
 
 def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
@@ -85,12 +101,6 @@ def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
     return recipe.lr * warm * decay
 
 
-def weighted_mse(heatmaps: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """MSE over heatmap pixels, each joint weighted by its target weight (mmpose's JointsMSELoss, x0.5 dropped)."""
-    per_joint = (heatmaps - targets).square().mean(dim=(2, 3))
-    return (per_joint * weights).mean()
-
-
 def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
     torch.manual_seed(recipe.seed)
     model = PoseNet(genome.resolve(joints))
@@ -100,12 +110,18 @@ def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: TopDownDataset, coco_gt, flip_test: bool, batch: int = 64) -> dict:
+def evaluate(
+    model: nn.Module, dataset: TopDownDataset, coco_gt, flip_test: bool, loss: str = "mse", batch: int = 64
+) -> dict:
+    """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation)."""
     model.eval()
     predictions = []
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False)
+    to_heatmaps = LOSSES[loss].to_heatmaps
     for images, _, _, index in loader:
-        heatmaps = predict_heatmaps(model, prepare_input(images), flip_test)
+        heatmaps = predict_heatmaps(
+            model, prepare_input(images), flip_test, lambda output: to_heatmaps(output, dataset.sigma)
+        )
         coords, maxvals = argmax_quarter_offset(heatmaps)
         for k, i in enumerate(index.tolist()):
             center, size, _, _ = dataset.window(i)
@@ -163,8 +179,11 @@ def train(
     model = build_model(genome, recipe, joints)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     cache = ImageCache()
-    train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache)
-    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache)
+    if recipe.loss not in LOSSES:
+        raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
+    loss_fn = LOSSES[recipe.loss].loss
+    train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
+    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
     history: list[dict] = []
     first_epoch = 0
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
@@ -191,7 +210,7 @@ def train(
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
-            loss = weighted_mse(model(prepare_input(images)), targets, weights)
+            loss = loss_fn(model(prepare_input(images)), targets, weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -202,7 +221,7 @@ def train(
             progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
         seconds = time.perf_counter() - start
         train_seconds += seconds
-        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test)
+        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),

@@ -36,7 +36,7 @@ def _check_int(gene: Gene, value: Any, where: str = "") -> int:
     return value
 
 
-def _check_value(gene: Gene, value: Any) -> Any:
+def check_value(gene: Gene, value: Any) -> Any:
     """Type and range of one gene on its own; returns the normalised value (lists for lists)."""
     if gene.kind == "choice":
         if value not in gene.choices:
@@ -63,7 +63,7 @@ class Genome:
         unknown = sorted(set(self.genes) - set(GENES))
         if unknown:
             raise GenomeError(unknown[0], self.genes[unknown[0]], f"unknown gene; known genes: {', '.join(GENES)}")
-        values = {name: _check_value(g, self.genes.get(name, g.default)) for name, g in GENES.items()}
+        values = {name: check_value(g, self.genes.get(name, g.default)) for name, g in GENES.items()}
         object.__setattr__(self, "genes", values)
         for check in COMBINATION_CHECKS:
             check(self)

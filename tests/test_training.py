@@ -6,12 +6,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from pose.coco import parse_data
 from pose.dataset import NO_AUGMENT, Augment
-from pose.train import Recipe, learning_rate, load_data, train, weighted_mse
+from pose.losses import weighted_mse
+from pose.train import Recipe, learning_rate, load_data, train
 from search_space.presets import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,3 +128,19 @@ def test_train_cli_bad_input_is_a_clear_error(args, message):
     done = run_cli("--arch", "litehrnet-18", *args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_softmax_heatmaps_of_a_perfect_prediction_peak_at_one():
+    from pose.losses import LOSSES
+    from pose.targets import gaussian_heatmaps
+
+    sigma = 1.5
+    target, weights = gaussian_heatmaps(np.array([[10.3, 12.6]]), np.array([2]), (24, 32), sigma)
+    target_t = torch.from_numpy(target)[None]
+    logits = torch.log(target_t.clamp_min(1e-30))  # softmax(log g) = g / sum(g)
+    heatmaps = LOSSES["softmax-ce"].to_heatmaps(logits, sigma)
+    assert heatmaps.max().item() == pytest.approx(target.max(), rel=0.02)
+    ce = LOSSES["softmax-ce"].loss
+    w = torch.from_numpy(weights)[None]
+    assert ce(logits, target_t, w) < ce(torch.zeros_like(logits), target_t, w)
+    assert ce(torch.zeros_like(logits), target_t, torch.zeros_like(w)) == 0  # unlabelled joints teach nothing
