@@ -49,12 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--arch", action="append", default=[], help="preset or genome file (repeatable)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--data", default="synthetic")
+    p.add_argument("--threads", type=int, default=Recipe().threads, help="torch threads per run")
     p.add_argument("--json-out", metavar="PATH", help="also append one JSON object per run to this file")
     args = p.parse_args(argv)
     archs = args.arch or ["litehrnet-18"]
     seeds = [int(s) for s in args.seeds.split(",")]
     data = load_data(parse_data(args.data))
-    recipe = Recipe()
+    recipe = replace(Recipe(), threads=args.threads)
     print(f"recipe: {recipe}\ndata: {data.description}", flush=True)
     runs = []
     for arch in archs:

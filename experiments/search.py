@@ -1,34 +1,70 @@
-"""Budgeted architecture search (Ray Tune + Optuna + MLflow) -- arrives with the search issue.
+"""Budgeted multi-objective architecture search: Ray Tune runs short trainings, Optuna samples genomes (maximise
+AP, minimise FLOPs), MLflow records every trial and the Pareto front. A genome over budget is never trained.
 
-Today this checks the budget and shows which presets fit it, with their exact complexity.
+python experiments/search.py --budget 0.5GFLOPs                      # synthetic data, local Ray, local MLflow
+python experiments/search.py --budget 300MFLOPs --trials 30 --epochs 4 --data /data/coco --input 256x192
+python experiments/search.py --budget 0.5G --address 127.0.0.1:6379 --tracking-uri http://127.0.0.1:5000
+python experiments/search.py --budget 0.5G --resume                  # continue a killed search
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from search_space.budget import BudgetError, parse_budget
-from search_space.complexity import CONVENTIONS, format_flops, genome_complexity
-from search_space.presets import PRESETS, load_preset
+from nas.driver import DEFAULT_SPACE, SCHEDULERS, SearchError, SearchOptions, describe_command, options_from_args
+from nas.gate import BudgetTooSmall
+from pose.coco import DataError
+from search_space.budget import BudgetError
+from search_space.complexity import CONVENTIONS
+from search_space.genome import GenomeError
+from search_space.space import SpaceError
+
+DEFAULTS = SearchOptions(budget="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", required=True, help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20)")
+    p.add_argument("--space", default=str(DEFAULT_SPACE), help="search space YAML (default experiments/configs/"
+                   "default.yaml)")  # fmt: skip
+    p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
+    p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs per trial (default {DEFAULTS.epochs})")
+    p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); complexity "
+                   "is always counted at 256x192")  # fmt: skip
+    p.add_argument("--convention", default="torchstat", choices=list(CONVENTIONS), help="FLOPs convention")
+    p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
+                   f"per trial; concurrency = CPUs // this (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+    p.add_argument("--scheduler", default="fifo", choices=list(SCHEDULERS), help="fifo (every trial trains to "
+                   "the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
+    p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
+                   "<storage>/mlflow.db)")  # fmt: skip
+    p.add_argument("--experiment", default=DEFAULTS.experiment, help=f"MLflow experiment and search folder name "
+                   f"(default {DEFAULTS.experiment})")  # fmt: skip
+    p.add_argument("--storage", default=DEFAULTS.storage, help=f"folder for searches (default {DEFAULTS.storage})")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--resume", action="store_true", help="continue the killed search of this --storage/--experiment")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the run ids and the front")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--budget", required=True, help="e.g. 0.5GFLOPs, 500MFLOPs, 205.2M (binary prefixes)")
-    parser.add_argument("--convention", default="torchstat", choices=list(CONVENTIONS))
-    args, _ = parser.parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    options = options_from_args(args)
+    options.command = describe_command(argv)
+    from nas.driver import run
+
     try:
-        budget = parse_budget(args.budget)
-    except BudgetError as exc:
+        summary = run(options, resume=args.resume, as_json=args.json)
+    except (SearchError, BudgetError, BudgetTooSmall, SpaceError, GenomeError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(budget.describe(args.convention))
-    for name in PRESETS:
-        flops = genome_complexity(load_preset(name)).flops[args.convention]
-        verdict = "fits" if flops <= budget.raw else "over budget"
-        print(f"  {name:<26} {format_flops(flops, args.convention):>8}  {verdict}")
-    print("The search itself (Ray Tune + Optuna + MLflow) is coming; see the issue tracker.")
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

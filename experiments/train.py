@@ -15,6 +15,8 @@ from pathlib import Path
 
 from analysis.curves import plot_training_curves
 from pose.coco import DataError, parse_data
+from pose.dataset import AUGMENTATIONS
+from pose.decode import DECODERS
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
@@ -46,7 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT.sigma,
         help="target Gaussian sigma in heatmap pixels "
-        "(default: 2 at a 48-pixel-wide heatmap, scaled with the heatmap width, at least 1)",
+        "(default: 2 at a 48-pixel-wide heatmap, scaled with the heatmap width, at least 1.5)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=list(AUGMENTATIONS),
+        default="short",
+        help="short (default: flip, scale, rotation 10), published (+ half-body, rotation 30), none",
+    )
+    p.add_argument(
+        "--decode",
+        choices=list(DECODERS),
+        default=DEFAULT.decode,
+        help=f"sub-pixel peak: quarter offset or taylor step (default {DEFAULT.decode})",
     )
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
     p.add_argument("--threads", type=int, default=DEFAULT.threads)
@@ -71,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             flip_test=not args.no_flip_test,
             loss=args.loss,
             sigma=args.sigma,
+            augment=AUGMENTATIONS[args.augment],
+            decode=args.decode,
         )
         if recipe.sigma is not None and recipe.sigma <= 0:
             raise ValueError(f"--sigma must be positive, got {recipe.sigma}")

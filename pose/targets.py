@@ -27,5 +27,6 @@ def gaussian_heatmaps(
 
 
 def default_sigma(heatmap_wh: tuple[int, int]) -> float:
-    """Sigma 2 at the published 48x64 heatmap, scaled with the heatmap width (never below 1)."""
-    return max(1.0, 2.0 * heatmap_wh[0] / 48)
+    """Sigma 2 at the published 48x64 heatmap, scaled with the heatmap width, never below 1.5 (a narrower
+    Gaussian covers too few pixels at small heatmaps for the short recipe to find it)."""
+    return max(1.5, 2.0 * heatmap_wh[0] / 48)

@@ -11,7 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ from torch import nn
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
-from pose.dataset import Augment, ImageCache, TopDownDataset
-from pose.decode import argmax_quarter_offset, predict_heatmaps, to_image_coordinates
+from pose.dataset import SHORT_AUGMENT, Augment, ImageCache, TopDownDataset
+from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
 from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
@@ -33,18 +33,19 @@ class Recipe:
     """Everything that decides what a training run computes (logged with every result)."""
 
     input_hw: tuple[int, int] = (128, 96)
-    epochs: int = 10
-    batch: int = 32
-    lr: float = 2e-3
+    epochs: int = 8
+    batch: int = 16
+    lr: float = 5e-3
     warmup_iters: int = 100
     schedule: str = "cosine"  # or "step" (x0.1 at 75% and 90% of the epochs)
     init: str = "pytorch"  # "pytorch" default init, or "official" (conv N(0, 0.001))
-    loss: str = "mse"  # a key of pose.losses.LOSSES
+    loss: str = "softmax-ce"  # a key of pose.losses.LOSSES
     sigma: float | None = None  # heatmap Gaussian sigma in heatmap pixels (None: pose.targets.default_sigma)
+    decode: str = "quarter"  # sub-pixel peak: "quarter" offset or "taylor" step (pose.decode.decode_peaks)
     flip_test: bool = True
     seed: int = 0
     threads: int = 2
-    augment: Augment = field(default_factory=Augment)
+    augment: Augment = SHORT_AUGMENT
 
 
 @dataclass
@@ -111,7 +112,13 @@ def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: TopDownDataset, coco_gt, flip_test: bool, loss: str = "mse", batch: int = 64
+    model: nn.Module,
+    dataset: TopDownDataset,
+    coco_gt,
+    flip_test: bool,
+    loss: str = "mse",
+    decode: str = "quarter",
+    batch: int = 64,
 ) -> dict:
     """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation)."""
     model.eval()
@@ -122,7 +129,7 @@ def evaluate(
         heatmaps = predict_heatmaps(
             model, prepare_input(images), flip_test, lambda output: to_heatmaps(output, dataset.sigma)
         )
-        coords, maxvals = argmax_quarter_offset(heatmaps)
+        coords, maxvals = decode_peaks(heatmaps, decode)
         for k, i in enumerate(index.tolist()):
             center, size, _, _ = dataset.window(i)
             xy = to_image_coordinates(coords[k], center, size, dataset.heatmap_wh)
@@ -221,7 +228,9 @@ def train(
             progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
         seconds = time.perf_counter() - start
         train_seconds += seconds
-        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss)
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
+        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),

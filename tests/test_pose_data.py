@@ -193,3 +193,17 @@ def test_person_without_labelled_keypoints_is_counted_not_trained(tmp_path):
     (tmp_path / "ann.json").write_text(json.dumps(data))
     people, skipped = ground_truth_people(load_coco(tmp_path / "ann.json"), MINI)
     assert people == [] and skipped.counts["persons with no labelled keypoint"] == 14
+
+
+def test_taylor_decoding_finds_the_subpixel_centre_of_a_gaussian():
+    from pose.decode import decode_peaks
+
+    joints = np.array([[10.3, 12.6], [5.8, 20.45], [0.0, 0.0]])
+    heatmaps, _ = gaussian_heatmaps(joints, np.array([2, 2, 2]), (24, 32), sigma=1.5)
+    taylor, _ = decode_peaks(heatmaps[None], "taylor")
+    quarter, _ = decode_peaks(heatmaps[None], "quarter")
+    assert np.abs(taylor[0, :2] - joints[:2]).max() < 0.01  # exact for a Gaussian
+    assert np.abs(quarter[0, :2] - joints[:2]).max() > 0.04  # the quarter offset only gets within 0.25 px
+    assert np.allclose(taylor[0, 2], [0, 0])  # a peak on the border keeps its integer position
+    with pytest.raises(ValueError, match="unknown decoding"):
+        decode_peaks(heatmaps[None], "dark")

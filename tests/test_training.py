@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pose.coco import parse_data
-from pose.dataset import NO_AUGMENT, Augment
+from pose.dataset import AUGMENTATIONS, NO_AUGMENT, Augment
 from pose.losses import weighted_mse
 from pose.train import Recipe, learning_rate, load_data, train
 from search_space.presets import load_preset
@@ -88,8 +88,15 @@ def test_nan_loss_stops_with_a_clear_error(mini_data):
         train(TINY, mini_data, replace(RECIPE, epochs=1, lr=float("inf"), warmup_iters=0), quiet=True)
 
 
+def test_weights_blown_up_in_the_last_step_are_caught_before_scoring(mini_data):
+    # One step per epoch (12 persons, batch 16): the loss of that step is finite, the weights after it are not.
+    with pytest.raises(FloatingPointError, match="weights became NaN or infinite during epoch 1"):
+        train(TINY, mini_data, replace(RECIPE, epochs=1, batch=16, lr=float("inf"), warmup_iters=0), quiet=True)
+
+
 def test_augmentation_is_part_of_the_recipe():
-    assert Recipe().augment == Augment() and NO_AUGMENT.flip == 0
+    assert Recipe().augment == AUGMENTATIONS["short"] and AUGMENTATIONS["published"] == Augment()
+    assert Recipe().augment.half_body == 0 and NO_AUGMENT.flip == 0
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,182 @@
+"""Accuracy–complexity plot of a search: every trial as a point, the Pareto front highlighted, presets labelled.
+
+A static PNG (matplotlib, Agg backend) and optionally a self-contained interactive HTML (plotly) with the same layers.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+MEGA = float(2**20)
+
+__all__ = ["PlotPoint", "pareto_plot"]
+
+
+@dataclass(frozen=True)
+class PlotPoint:
+    """One trial: `flops` is the raw count; `label` (e.g. a preset name) is drawn, `hover` is shown on hover."""
+
+    key: str
+    ap: float
+    flops: float
+    label: str = ""
+    hover: str = ""
+
+
+def _front_in_order(points: Sequence[PlotPoint], front_keys: set[str]) -> list[PlotPoint]:
+    """Front points sorted by FLOPs (then AP) so they can be joined by a step line."""
+    return sorted((p for p in points if p.key in front_keys), key=lambda p: (p.flops, p.ap, p.key))
+
+
+def _png(
+    points: Sequence[PlotPoint], front: list[PlotPoint], budget_flops: float | None, title: str, path: Path
+) -> Path:
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    if points:
+        ax.scatter(
+            [p.flops / MEGA for p in points],
+            [p.ap for p in points],
+            s=14,
+            color="0.6",
+            alpha=0.7,
+            label="trials",
+            zorder=2,
+        )
+    if front:
+        xs = [p.flops / MEGA for p in front]
+        ys = [p.ap for p in front]
+        ax.step(xs, ys, where="post", color="tab:red", linewidth=1.2, zorder=3)
+        ax.scatter(xs, ys, s=24, color="tab:red", label="Pareto front", zorder=4)
+    labelled = [p for p in points if p.label]
+    if labelled:
+        ax.scatter(
+            [p.flops / MEGA for p in labelled],
+            [p.ap for p in labelled],
+            s=110,
+            marker="*",
+            color="tab:blue",
+            edgecolors="black",
+            linewidths=0.5,
+            label="presets",
+            zorder=5,
+        )
+        for p in labelled:
+            ax.annotate(
+                p.label,
+                (p.flops / MEGA, p.ap),
+                xytext=(5, 5),
+                textcoords="offset points",
+                fontsize=8,
+                zorder=6,
+            )
+    if budget_flops is not None:
+        ax.axvline(budget_flops / MEGA, color="black", linestyle="--", linewidth=1.0, label="FLOPs budget", zorder=1)
+    ax.set_xlabel("FLOPs (M)")
+    ax.set_ylabel("AP")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _hover_data(points: Sequence[PlotPoint]) -> list[list[str]]:
+    # plotly renders hover text as (a subset of) HTML, so escape it to show genome strings literally
+    return [[html.escape(p.key), html.escape(p.hover)] for p in points]
+
+
+_HOVER_TEMPLATE = "<b>%{customdata[0]}</b><br>AP %{y:.3f}<br>FLOPs %{x:.2f} M<br>%{customdata[1]}<extra></extra>"
+
+
+def _html(
+    points: Sequence[PlotPoint], front: list[PlotPoint], budget_flops: float | None, title: str, path: Path
+) -> Path:
+    import plotly.graph_objects as go  # local import: only needed for the interactive version
+
+    fig = go.Figure()
+
+    def scatter(pts: Sequence[PlotPoint], name: str, **kwargs: object) -> None:
+        fig.add_trace(
+            go.Scatter(
+                x=[p.flops / MEGA for p in pts],
+                y=[p.ap for p in pts],
+                customdata=_hover_data(pts),
+                hovertemplate=_HOVER_TEMPLATE,
+                name=name,
+                **kwargs,
+            )
+        )
+
+    scatter(points, "trials", mode="markers", marker={"color": "rgba(150,150,150,0.7)", "size": 6})
+    if front:
+        scatter(
+            front,
+            "Pareto front",
+            mode="lines+markers",
+            line={"color": "crimson", "shape": "hv", "width": 1.5},
+            marker={"color": "crimson", "size": 8},
+        )
+    labelled = [p for p in points if p.label]
+    if labelled:
+        scatter(
+            labelled,
+            "presets",
+            mode="markers+text",
+            text=[p.label for p in labelled],
+            textposition="top right",
+            marker={"symbol": "star", "color": "royalblue", "size": 14, "line": {"color": "black", "width": 0.5}},
+        )
+    if budget_flops is not None:
+        fig.add_vline(
+            x=budget_flops / MEGA,
+            line={"color": "black", "dash": "dash", "width": 1},
+            annotation_text="budget",
+            annotation_position="top",
+        )
+    fig.update_layout(
+        title=title or None,
+        xaxis_title="FLOPs (M)",
+        yaxis_title="AP",
+        template="plotly_white",
+        hovermode="closest",
+    )
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
+
+
+def pareto_plot(
+    points: Sequence[PlotPoint],
+    front_keys: set[str],
+    budget_flops: float | None,
+    title: str,
+    png_path: Path,
+    html_path: Path | None = None,
+) -> list[Path]:
+    """AP against FLOPs (in M = raw / 2**20) as a PNG and, if `html_path` is given, an offline interactive HTML.
+
+    All points are grey; points whose key is in `front_keys` are red and joined by a step line in FLOPs order; points
+    with a label get a star marker and the label as text; a dashed vertical line marks the budget if given. Works for
+    any number of points including none. Returns the written paths (PNG first).
+    """
+    points = list(points)
+    front = _front_in_order(points, front_keys)
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    written = [_png(points, front, budget_flops, title, png_path)]
+    if html_path is not None:
+        html_path = Path(html_path)
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        written.append(_html(points, front, budget_flops, title, html_path))
+    return written

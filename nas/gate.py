@@ -1,0 +1,109 @@
+"""The budget gate: a genome's exact complexity at the canonical input, computed before any training.
+
+Complexities are cached on disk (one JSON file per cache folder), so a resumed search, a second search over the
+same space and the smallest-genome check cost nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from search_space.budget import Budget
+from search_space.complexity import CONVENTIONS, format_flops, genome_complexity
+from search_space.genome import Genome
+from search_space.space import SearchSpace
+
+CACHE_VERSION = 1
+
+
+class BudgetTooSmall(ValueError):
+    """No genome of the space fits the budget; the message states the smallest achievable figure."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What the gate knows of one genome (every convention, so a run can log them all)."""
+
+    params: int
+    flops: dict[str, int]
+
+    def metrics(self) -> dict[str, int]:
+        return {"params": self.params, **{f"flops_{name.replace('-', '_')}": v for name, v in self.flops.items()}}
+
+
+class BudgetGate:
+    def __init__(
+        self,
+        budget: Budget,
+        convention: str = "torchstat",
+        input_hw: tuple[int, int] = (256, 192),
+        joints: int = 17,
+        cache_file: Path | None = None,
+    ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+        self.budget, self.convention, self.input_hw, self.joints = budget, convention, input_hw, joints
+        self.cache_file = cache_file
+        self._cache: dict[str, dict] = {}
+        if cache_file is not None and cache_file.is_file():
+            try:
+                self._cache = json.loads(cache_file.read_text())
+            except json.JSONDecodeError:
+                self._cache = {}  # a damaged cache is only a lost speed-up
+
+    def _key(self, genome: Genome) -> str:
+        return f"v{CACHE_VERSION}|{self.input_hw[0]}x{self.input_hw[1]}|{self.joints}|{genome.compact()}"
+
+    def cost(self, genome: Genome) -> Cost:
+        key = self._key(genome)
+        if key not in self._cache:
+            c = genome_complexity(genome, self.input_hw, self.joints)
+            self._cache[key] = {"params": c.params, "flops": c.flops}
+            self._save()
+        entry = self._cache[key]
+        return Cost(entry["params"], dict(entry["flops"]))
+
+    def flops(self, genome: Genome) -> int:
+        """Raw FLOPs in the search's convention."""
+        return self.cost(genome).flops[self.convention]
+
+    def fits(self, genome: Genome) -> bool:
+        return self.flops(genome) <= self.budget.raw
+
+    def show(self, raw: int) -> str:
+        return f"{format_flops(raw, self.convention)} ({raw:,} raw, {self.convention})"
+
+    def check_space(self, space: SearchSpace) -> Genome:
+        """A genome of the space under budget (the first one found among the cheapest candidates), or
+        BudgetTooSmall stating the smallest figure the space can reach."""
+        cheapest: tuple[int, Genome] | None = None
+        for genome in space.cheapest_candidates():
+            flops = self.flops(genome)
+            if flops <= self.budget.raw:
+                return genome
+            if cheapest is None or flops < cheapest[0]:
+                cheapest = (flops, genome)
+        assert cheapest is not None  # a SearchSpace always has a valid genome
+        raise BudgetTooSmall(
+            f"budget {self.budget.text} = {self.budget.raw:,} raw is below the smallest genome of space "
+            f"{space.name!r}: {self.show(cheapest[0])} at {self.input_hw[0]}x{self.input_hw[1]}, for "
+            f"{cheapest[1].compact()}; use --budget {smallest_budget_text(cheapest[0])} or more, or a "
+            "space with smaller genomes"
+        )
+
+    def _save(self) -> None:
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self._cache))
+        tmp.replace(self.cache_file)
+
+
+def smallest_budget_text(raw: int) -> str:
+    """A budget string (binary M, one decimal, rounded up) that admits `raw`."""
+    return f"{math.ceil(raw / 2**20 * 10) / 10:.1f}MFLOPs"

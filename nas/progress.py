@@ -1,0 +1,71 @@
+"""One progress line per trial event: finished / running / pending, rejections, the current front, an ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ray import tune
+
+from analysis.pareto import Point, pareto_front
+from search_space.complexity import format_flops
+
+
+class SearchProgress(tune.Callback):
+    def __init__(self, total: int, concurrency: int, rejections_file: Path, convention: str = "torchstat") -> None:
+        self.total, self.concurrency, self.rejections_file = total, concurrency, rejections_file
+        self.convention = convention
+        self.start = time.time()
+        self.started: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.points: dict[str, Point] = {}
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.start, self.started = time.time(), {}  # a resumed search measures its own pace
+
+    def _rejected(self) -> int:
+        if not self.rejections_file.is_file():
+            return 0
+        return sum(1 for line in self.rejections_file.read_text().splitlines() if line.strip())
+
+    def _print(self, trials: list, event: str) -> None:
+        states = [t.status for t in trials]
+        finished = states.count("TERMINATED")
+        failed = states.count("ERROR")
+        running = states.count("RUNNING")
+        pending = max(0, self.total - finished - failed - running)
+        front = sorted(pareto_front(list(self.points.values())), key=lambda p: p.flops)
+        shown = ", ".join(f"{p.ap:.3f}@{format_flops(int(p.flops), self.convention)}" for p in front) or "-"
+        eta = ""
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            waves = (pending + running) / self.concurrency
+            eta = f" | ETA {waves * mean / 60:.1f} min"
+        elapsed = (time.time() - self.start) / 60
+        print(
+            f"[{elapsed:5.1f} min] {event:<28} trials: {finished} finished, {failed} failed, {running} running, "
+            f"{pending} pending of {self.total} | {self._rejected()} rejected before training | front: {shown}{eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.started[trial.trial_id] = time.time()
+        self._print(trials, f"start {trial.trial_id}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        if trial.trial_id in self.started:
+            self.durations.append(time.time() - self.started.pop(trial.trial_id))
+        result = trial.last_result or {}
+        if result.get("complete") and isinstance(result.get("ap"), float):
+            self.points[trial.trial_id] = Point(trial.trial_id, result["ap"], float(result["flops"]))
+        self._print(trials, f"done {trial.trial_id} AP {result.get('ap', float('nan')):.3f}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.started.pop(trial.trial_id, None)
+        self._print(trials, f"FAILED {trial.trial_id}")

@@ -1,0 +1,288 @@
+"""The part of a search that needs Ray, Optuna and MLflow: parent run, Tuner (new or restored), final Pareto front."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from analysis.pareto import Point, normalised_hypervolume, pareto_front
+from analysis.plots import PlotPoint, pareto_plot
+from analysis.tables import to_terminal, write_tables
+from nas.driver import SCHEDULERS, SearchOptions, code_version, save_state
+from nas.gate import BudgetGate
+from nas.progress import SearchProgress
+from nas.searcher import BudgetedOptunaSearch
+from nas.tracking import SearchTracker
+from nas.trial import train_trial
+from pose.train import Recipe
+from search_space.complexity import format_flops, parse_input_size
+from search_space.space import SearchSpace
+
+
+def recipe_config(options: SearchOptions) -> dict:
+    """The fidelity every trial trains at (JSON-friendly; see nas.trial.recipe_from_config)."""
+    recipe = Recipe(input_hw=parse_input_size(options.input), epochs=options.epochs, threads=options.cpus_per_trial)
+    fields = asdict(recipe)
+    fields["augment"] = "short"
+    fields["seed"] = options.seed
+    return fields
+
+
+def start_ray(options: SearchOptions) -> None:
+    if options.address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
+        ray.init(address=options.address, log_to_driver=False)
+        return
+    # A local instance binds to 127.0.0.1 and keeps its temp folder (sockets, logs) apart from other Ray users:
+    # one per search folder, under /tmp because unix socket paths must stay under 108 bytes.
+    temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
+    temp.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        _temp_dir=str(temp),
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space: SearchSpace, budget) -> tuple:
+    experiment = client.get_experiment_by_name(options.experiment)
+    if experiment is None:
+        artifacts = (Path(options.storage).resolve() / "mlartifacts").as_uri()
+        experiment_id = client.create_experiment(options.experiment, artifact_location=artifacts)
+    else:
+        experiment_id = experiment.experiment_id
+    if state.get("parent_run_id"):
+        client.update_run(state["parent_run_id"], status="RUNNING")
+        return experiment_id, state["parent_run_id"]
+    run = client.create_run(
+        experiment_id,
+        run_name=f"search {options.budget} {space.name}",
+        tags={"kind": "search", "command": options.command, "code_version": code_version()},
+    )
+    params = {
+        "budget": options.budget,
+        "budget_raw": str(budget.raw),
+        "convention": options.convention,
+        "space": space.name,
+        "space_file": options.space,
+        "trials": str(options.trials),
+        "epochs": str(options.epochs),
+        "input": options.input,
+        "data": options.data,
+        "seed": str(options.seed),
+        "scheduler": options.scheduler,
+    }
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    client.log_artifact(run.info.run_id, options.space, "space")
+    return experiment_id, run.info.run_id
+
+
+def execute(
+    options: SearchOptions,
+    state: dict,
+    budget,
+    space: SearchSpace,
+    gate: BudgetGate,
+    anchors: list[dict],
+    anchor_names: dict[str, str],
+    resume: bool,
+    as_json: bool,
+) -> dict:
+    folder = options.folder
+    tracking_uri = options.resolved_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment_id, parent_id = parent_run(client, options, state, space, budget)
+    save_state(folder, {"options": asdict(options), "parent_run_id": parent_id, "experiment_id": experiment_id})
+    tracker = SearchTracker(tracking_uri, experiment_id, parent_id, anchor_names)
+    concurrency = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
+    progress = SearchProgress(options.trials, concurrency, folder / "rejected.jsonl")
+    trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
+    tune_path = folder / "tune"
+    os.environ["TMPDIR"] = str(folder / "tmp")
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
+    start_ray(options)
+    try:
+        if resume and tune.Tuner.can_restore(str(tune_path / options.experiment)):
+            print(f"resuming the search in {tune_path / options.experiment}", file=sys.stderr)
+            tuner = tune.Tuner.restore(str(tune_path / options.experiment), trainable, resume_unfinished=True)
+        else:
+            searcher = BudgetedOptunaSearch(space, gate, anchors, options.seed, folder / "rejected.jsonl")
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"recipe": recipe_config(options), "data": options.data},
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    num_samples=options.trials,
+                    max_concurrent_trials=concurrency,
+                    scheduler=SCHEDULERS[options.scheduler](options),
+                ),
+                run_config=tune.RunConfig(
+                    name=options.experiment,
+                    storage_path=str(tune_path),
+                    callbacks=[tracker, progress],
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                ),
+            )
+        results = tuner.fit()
+        reconcile(tracker, results)
+    finally:
+        ray.shutdown()
+    summary = finish(client, options, experiment_id, parent_id, budget, folder)
+    return summary
+
+
+def reconcile(tracker: SearchTracker, results) -> None:
+    """Make MLflow agree with Tune's final state (a driver killed between the two is repaired here)."""
+    for result in results:
+        trial_id = result.metrics.get("trial_id") if result.metrics else None
+        config = result.config or {}
+        if not trial_id or "genome" not in config:
+            continue
+        run_id = tracker.child_run(trial_id, config)
+        status = tracker.client.get_run(run_id).info.status
+        if result.error is not None:
+            if status != "FAILED":
+                tracker.client.set_terminated(run_id, "FAILED")
+        elif status != "FINISHED":
+            tracker.log_epoch(run_id, result.metrics)
+            tracker.finish(run_id, result.metrics, "FINISHED", stopped_early=not result.metrics.get("complete", False))
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
+    return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+
+
+def front_of(runs: list, budget_raw: int) -> tuple[list, list]:
+    """Eligible runs (finished, trained to the end, within budget) and the Pareto-optimal ones among them."""
+    eligible = [
+        r
+        for r in runs
+        if r.info.status == "FINISHED"
+        and r.data.tags.get("stopped_early") == "false"
+        and "ap" in r.data.metrics
+        and r.data.metrics.get("flops", float("inf")) <= budget_raw
+    ]
+    points = [Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in eligible]
+    front_ids = {p.key for p in pareto_front(points)}
+    front = sorted((r for r in eligible if r.info.run_id in front_ids), key=lambda r: r.data.metrics["flops"])
+    return eligible, front
+
+
+PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
+
+
+def pareto_rows(front: list, convention: str) -> list[dict]:
+    return [
+        {
+            "trial_id": r.data.tags.get("trial_id"),
+            "preset": r.data.tags.get("preset"),
+            "ap": r.data.metrics.get("ap"),
+            "ap50": r.data.metrics.get("ap50"),
+            "ar": r.data.metrics.get("ar"),
+            "flops": int(r.data.metrics["flops"]),
+            "flops_M": format_flops(int(r.data.metrics["flops"]), convention),
+            "params_M": f"{r.data.metrics.get('params', 0) / 1e6:.2f}M",
+            "genome": r.data.tags.get("genome"),
+        }
+        for r in front
+    ]
+
+
+def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, parent_id: str, budget, folder: Path):
+    runs = child_runs(client, experiment_id, parent_id)
+    eligible, front = front_of(runs, budget.raw)
+    front_ids = {r.info.run_id for r in front}
+    for r in runs:
+        client.set_tag(r.info.run_id, "pareto", str(r.info.run_id in front_ids).lower())
+    rows = pareto_rows(front, options.convention)
+    out = folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_tables(PARETO_COLUMNS, rows, out / "pareto", caption=f"Pareto front, budget {options.budget}")
+    points = [
+        PlotPoint(
+            r.data.tags.get("trial_id", r.info.run_id),
+            r.data.metrics["ap"],
+            r.data.metrics["flops"],
+            r.data.tags.get("preset", ""),
+            r.data.tags.get("genome", ""),
+        )
+        for r in eligible
+    ]
+    front_keys = {r.data.tags.get("trial_id", r.info.run_id) for r in front}
+    plots = pareto_plot(
+        points, front_keys, budget.raw, f"{options.experiment}: AP vs FLOPs ({options.convention})",
+        out / "pareto.png", out / "pareto.html",
+    )  # fmt: skip
+    for path in [*written.values(), *plots]:
+        client.log_artifact(parent_id, str(path), "pareto")
+    rejected = _rejections(folder / "rejected.jsonl")
+    counts = {
+        "trials_finished": sum(r.info.status == "FINISHED" for r in runs),
+        "trials_failed": sum(r.info.status == "FAILED" for r in runs),
+        "trials_stopped_early": sum(r.data.tags.get("stopped_early") == "true" for r in runs),
+        "rejected_over_budget": sum(1 for r in rejected if r["reason"].startswith("over budget")),
+        "rejected_invalid": sum(1 for r in rejected if r["reason"].startswith("invalid")),
+        "front_size": len(front),
+    }
+    hv = normalised_hypervolume([Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in front],
+                                budget.raw)  # fmt: skip
+    now = int(time.time() * 1000)
+    for key, value in {**counts, "hypervolume": hv}.items():
+        client.log_metric(parent_id, key, float(value), now)
+    client.set_terminated(parent_id, "FINISHED")
+    print(f"\nPareto front ({len(front)} of {len(eligible)} finished trials within budget; normalised hypervolume "
+          f"{hv:.4f}; {counts['trials_failed']} failed, {counts['rejected_over_budget']} samples rejected over "
+          "budget before training):")  # fmt: skip
+    print(to_terminal(PARETO_COLUMNS, rows))
+    uri = options.resolved_tracking_uri()
+    if uri.startswith("sqlite:"):
+        print(f"\nOpen the runs: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+        print(f"  then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+    else:
+        print(f"\nOpen the runs: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs")
+    return {
+        "parent_run_id": parent_id,
+        "experiment": options.experiment,
+        "experiment_id": experiment_id,
+        "tracking_uri": uri,
+        "budget_raw": budget.raw,
+        "convention": options.convention,
+        "hypervolume": hv,
+        **counts,
+        "pareto": [
+            {
+                "trial_id": r.data.tags.get("trial_id"),
+                "run_id": r.info.run_id,
+                "preset": r.data.tags.get("preset"),
+                "genes": {k.removeprefix("gene."): v for k, v in r.data.params.items() if k.startswith("gene.")},
+                "genome": r.data.tags.get("genome"),
+                "ap": r.data.metrics["ap"],
+                "flops": int(r.data.metrics["flops"]),
+                "params": int(r.data.metrics.get("params", 0)),
+            }
+            for r in front
+        ],
+    }
+
+
+def _rejections(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

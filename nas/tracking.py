@@ -1,0 +1,134 @@
+"""MLflow records of a search, written from the driver only (one writer, so a SQLite store is safe).
+
+One parent run per search; one child run per Tune trial (tag `mlflow.parentRunId`), found again by its `trial_id`
+tag, so a resumed search continues the same runs instead of duplicating them. Every gene is a param
+`gene.<name>`; metrics are AP/AR, the budget-convention `flops`, `params` and the other conventions under their
+own names, with per-epoch curves (step = epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from search_space.genome import Genome
+
+EPOCH_METRICS = ("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds")
+FINAL_METRICS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
+
+
+def gene_params(genome: Genome) -> dict[str, str]:
+    """Every gene as a flat string param `gene.<name>` (what the MLflow UI can filter and compare on)."""
+    return {
+        f"gene.{name}": ",".join(map(str, v)) if isinstance(v, list) else str(v) for name, v in genome.genes.items()
+    }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class SearchTracker(tune.Callback):
+    """Tune callback mirroring every trial into an MLflow child run of the search's parent run."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, anchors: dict[str, str]) -> None:
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.anchors = anchors  # compact genome -> preset name
+        self._client: MlflowClient | None = None
+        self._runs: dict[str, str] = {}
+        self._logged_steps: dict[str, set[tuple[str, int]]] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_client"], state["_runs"], state["_logged_steps"] = None, {}, {}
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # ---- child runs --------------------------------------------------------------------------------------
+    def child_run(self, trial_id: str, config: dict) -> str:
+        """The child run of a trial: found by its trial_id tag, or created (with params and complexity)."""
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self._logged_steps[run_id] = {
+                (key, m.step) for key in EPOCH_METRICS for m in self.client.get_metric_history(run_id, key)
+            }
+        else:
+            genome = Genome.from_compact(config["genome"])
+            tags = {
+                "mlflow.parentRunId": self.parent_run_id,
+                "trial_id": trial_id,
+                "genome": config["genome"],
+                "pareto": "false",
+            }
+            if config["genome"] in self.anchors:
+                tags["preset"] = self.anchors[config["genome"]]
+            run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.anchors.get(config["genome"]))
+            run_id = run.info.run_id
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric("flops", config["flops"], now, 0)]
+                + [Metric(k, v, now, 0) for k, v in config["cost"].items()],
+                params=[Param(k, v) for k, v in gene_params(genome).items()],
+            )
+            self._logged_steps[run_id] = set()
+        self._runs[trial_id] = run_id
+        return run_id
+
+    def log_epoch(self, run_id: str, result: dict) -> None:
+        epoch = int(result.get("epoch", 0))
+        now = int(time.time() * 1000)
+        done = self._logged_steps.setdefault(run_id, set())
+        metrics = [
+            Metric(key, float(result[key]), now, epoch)
+            for key in EPOCH_METRICS
+            if _finite(result.get(key)) and (key, epoch) not in done
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+            done.update((m.key, epoch) for m in metrics)
+
+    def finish(self, run_id: str, result: dict, status: str, stopped_early: bool = False) -> None:
+        now = int(time.time() * 1000)
+        epoch = int(result.get("epoch", 0))
+        metrics = [Metric(k, float(result[k]), now, epoch) for k in FINAL_METRICS if _finite(result.get(k))]
+        tags = [RunTag("stopped_early", str(stopped_early).lower())]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, status)
+
+    # ---- Tune hooks --------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self.child_run(trial.trial_id, trial.config)
+        if self.client.get_run(run_id).info.status != "RUNNING":  # a trial restarted by a resumed search
+            self.client.update_run(run_id, status="RUNNING")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self.log_epoch(self.child_run(trial.trial_id, trial.config), result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        result = trial.last_result or {}
+        run_id = self.child_run(trial.trial_id, trial.config)
+        self.log_epoch(run_id, result)
+        self.finish(run_id, result, "FINISHED", stopped_early=not result.get("complete", False))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self.child_run(trial.trial_id, trial.config)
+        error = str(getattr(trial, "error_file", "") or "")
+        self.client.set_tag(run_id, "error_file", error)
+        self.client.set_terminated(run_id, "FAILED")

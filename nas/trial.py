@@ -1,0 +1,59 @@
+"""One search trial, run by Ray Tune in a worker: the short training of one genome, reported after every epoch.
+
+The trial's checkpoint lives in its Tune trial folder, so a trial restarted by a resumed search continues from
+its last finished epoch instead of starting over.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from ray import tune
+
+from pose.coco import parse_data
+from pose.dataset import AUGMENTATIONS
+from pose.train import Recipe, load_data, train
+from search_space.genome import Genome
+
+# Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
+# list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
+# infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error).
+FAULTS_ENV = "HRNAS_FAULTS"
+
+
+def recipe_from_config(recipe: dict) -> Recipe:
+    fields = dict(recipe)
+    fields["input_hw"] = tuple(fields["input_hw"])
+    fields["augment"] = AUGMENTATIONS[fields["augment"]]
+    return replace(Recipe(), **fields)
+
+
+def injected_fault(genome: str) -> str | None:
+    for item in filter(None, os.environ.get(FAULTS_ENV, "").split(";")):
+        kind, _, pattern = item.partition(":")
+        if pattern and pattern in genome:
+            return kind
+    return None
+
+
+def train_trial(config: dict) -> None:
+    """Tune function trainable: trains config['genome'] and reports metrics after every epoch."""
+    genome = Genome.from_compact(config["genome"])
+    recipe = recipe_from_config(config["recipe"])
+    fault = injected_fault(config["genome"])
+    if fault == "crash":
+        raise RuntimeError(f"injected crash ({FAULTS_ENV}) for {config['genome']}")
+    if fault == "nan":
+        recipe = replace(recipe, lr=math.inf)
+    data = load_data(parse_data(config["data"]))
+    out_dir = Path(tune.get_context().get_trial_dir()) / "training"
+    fixed = {"flops": config["flops"], **config["cost"]}
+
+    def report(record: dict) -> None:
+        metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and v is not None}
+        tune.report({**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs})
+
+    train(genome, data, recipe, out_dir, on_epoch=report, quiet=True)

@@ -1,0 +1,262 @@
+"""The search on real components: a local Ray, Optuna, MLflow on SQLite, COCOeval on the coco-mini images.
+
+A tiny space keeps each search to about a minute: widths 8/12/16 x shuffle/weighting of a one-module-per-stage
+Lite-HRNet, trained for one epoch at 64x64 on coco-mini; the budget (40 MFLOPs at 256x192) admits the width 8
+and 12 genomes only, so the gate has something to reject.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from analysis.pareto import Point, pareto_front
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ROOT / "tests" / "data" / "coco-mini"
+MINI_DATA = f"{MINI / 'test_coco.json'}:{MINI}"
+BUDGET = "40MFLOPs"
+BUDGET_RAW = 40 * 2**20
+SPACE = """
+name: tiny
+base: {base}
+genes:
+  width: [8, 12, 16]
+  block: [shuffle, weighting]
+"""
+BASE = """stem: lite
+width: 8
+modules: [1, 1, 1]
+blocks: 1
+block: weighting
+"""
+
+
+@pytest.fixture()
+def space_file(tmp_path):
+    base = tmp_path / "tiny-base.yaml"
+    base.write_text(BASE)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SPACE.format(base=base))
+    return path
+
+
+def search_command(tmp_path, space_file, *extra):
+    return [
+        sys.executable, "experiments/search.py", "--budget", BUDGET, "--space", str(space_file),
+        "--data", MINI_DATA, "--input", "64x64", "--epochs", "1", "--storage", str(tmp_path / "runs"),
+        "--experiment", "t", "--json", *extra,
+    ]  # fmt: skip
+
+
+def environment(tmp_path, **extra):
+    env = dict(os.environ, HRNAS_CACHE=str(tmp_path / "cache"), **extra)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_search(tmp_path, space_file, *extra, env=None, timeout=600):
+    return subprocess.run(
+        search_command(tmp_path, space_file, *extra),
+        cwd=ROOT,
+        env=env or environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def children(tmp_path, summary):
+    client = MlflowClient(summary["tracking_uri"])
+    runs = client.search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'"
+    )
+    return client, runs
+
+
+def test_search_end_to_end_with_gate_failures_and_front(tmp_path, space_file):
+    # Every shuffle-block genome of width 12 crashes and of width 8 trains with a NaN loss: both must be FAILED
+    # runs while the search goes on with the others.
+    env = environment(tmp_path, HRNAS_FAULTS="crash:width=12 modules=1,1,1 blocks=1 block=shuffle;"
+                                             "nan:width=8 modules=1,1,1 blocks=1 block=shuffle")  # fmt: skip
+    done = run_search(tmp_path, space_file, "--trials", "4", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    client, runs = children(tmp_path, summary)
+    assert len(runs) == 4  # four trials: every feasible genome once (rejections take no slot)
+    assert summary["rejected_over_budget"] >= 1  # the width-16 genomes were sampled and refused before training
+    genomes = [r.data.tags["genome"] for r in runs]
+    assert len(set(genomes)) == 4 and not any("width=16" in g for g in genomes)
+    by_status = {}
+    for r in runs:
+        by_status.setdefault(r.info.status, []).append(r)
+        assert r.data.tags["trial_id"] and r.data.tags["pareto"] in {"true", "false"}
+        assert r.data.params["gene.width"] in {"8", "12"} and "gene.kernels" in r.data.params
+        assert r.data.metrics["flops"] <= BUDGET_RAW
+        for name in ("params", "flops_conv_macs", "flops_macs", "flops_torchstat"):
+            assert name in r.data.metrics
+    assert len(by_status["FAILED"]) == 2 and len(by_status["FINISHED"]) == 2
+    assert all("block=shuffle" in r.data.tags["genome"] for r in by_status["FAILED"])
+    for r in by_status["FINISHED"]:
+        for name in ("ap", "ap50", "ap75", "ar"):
+            assert name in r.data.metrics
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "loss")] == [1]
+    # The printed front is the non-dominated set of the finished runs, recomputed from MLflow.
+    points = [Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in by_status["FINISHED"]]
+    expected = {p.key for p in pareto_front(points)}
+    assert {p["run_id"] for p in summary["pareto"]} == expected
+    assert {r.info.run_id for r in runs if r.data.tags["pareto"] == "true"} == expected
+    for p in summary["pareto"]:
+        assert set(p) >= {"genes", "ap", "flops"} and p["flops"] <= BUDGET_RAW
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.data.params["budget"] == BUDGET and parent.data.params["convention"] == "torchstat"
+    assert parent.info.status == "FINISHED" and parent.data.tags["code_version"]
+    artifacts = {a.path for a in client.list_artifacts(summary["parent_run_id"], "pareto")}
+    assert {"pareto/pareto.csv", "pareto/pareto.md", "pareto/pareto.png", "pareto/pareto.html"} <= artifacts
+    assert "mlflow ui --backend-store-uri" in done.stdout
+    assert "rejected before training" in done.stderr and "finished" in done.stderr
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished_children(tracking_uri):
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("t")
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.trial_id != ''")
+    return [r for r in runs if r.info.status == "FINISHED"]
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
+    env = environment(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    driver = subprocess.Popen(
+        search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2"),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(finished_children(uri)) >= 1, 300, "a finished trial")
+        before = {r.data.tags["trial_id"]: r.info.run_id for r in finished_children(uri)}
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        # What the killed driver's local Ray leaves behind is stopped by its session (never `ray stop`).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    done = run_search(tmp_path, space_file, "--resume", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    client, runs = children(tmp_path, summary)
+    trial_ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 4  # no duplicate run, no lost trial
+    for trial_id, run_id in before.items():
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and trial_id in trial_ids
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]  # not trained again
+    assert len({r.data.tags["genome"] for r in runs}) == 4
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert "resuming the search" in done.stderr
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_an_existing_ray_head(tmp_path, space_file):
+    port = free_port()
+    temp = Path("/tmp") / f"hrnas-test-head-{os.getpid()}"
+    env = environment(tmp_path, RAY_AUTH_MODE="token")
+    started = subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", str(temp),
+         "--disable-usage-stats"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        done = run_search(tmp_path, space_file, "--trials", "2", "--address", f"127.0.0.1:{port}", env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        _, runs = children(tmp_path, summary)
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    finally:
+        stop_processes_using(str(temp))
+
+
+def stop_processes_using(marker: str) -> None:
+    """Stop the Ray head this test started, by PID (TERM, then KILL): never `ray stop`, which kills every Ray."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 0)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.time() + wait
+        while wait and time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--budget", "half a gig"], "cannot read budget"),
+        (["--budget", "1MFLOPs"], "below the smallest genome"),
+        (["--data", "missing.json:nowhere"], "missing.json"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "cannot reach the MLflow tracking server"),
+        (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster"),
+        (["--input", "100x100"], "multiples of 32"),
+        (["--trials", "0"], "--trials must be at least 1"),
+    ],
+)
+def test_bad_input_fails_before_any_trial(tmp_path, space_file, extra, message):
+    done = run_search(tmp_path, space_file, *extra, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr
+    assert not (tmp_path / "runs" / "t" / "tune").exists()  # no trial started
+
+
+def test_unknown_gene_in_space_fails_before_any_trial(tmp_path):
+    space = tmp_path / "bad.yaml"
+    space.write_text("genes: {width: [8], colour: [red]}")
+    done = run_search(tmp_path, space, timeout=120)
+    assert done.returncode == 2 and "unknown gene 'colour'" in done.stderr
+
+
+def test_resume_without_a_search_is_a_clear_error(tmp_path, space_file):
+    done = run_search(tmp_path, space_file, "--resume", timeout=120)
+    assert done.returncode == 2 and "nothing to resume" in done.stderr
+
+
+def test_second_search_in_the_same_place_needs_resume(tmp_path, space_file):
+    folder = tmp_path / "runs" / "t"
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text("{}")
+    done = run_search(tmp_path, space_file, timeout=120)
+    assert done.returncode == 2 and "--resume" in done.stderr
