@@ -10,14 +10,14 @@ matplotlib.use("Agg")  # no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_training_curves(history: list[dict], path: Path, title: str = "") -> Path:
+def plot_training_curves(history: list[dict], path: Path, title: str = "", loss_name: str = "") -> Path:
     """Loss (log scale, left) and AP (right) against the epoch; returns the written path."""
     epochs = [h["epoch"] for h in history]
     fig, loss_axis = plt.subplots(figsize=(6, 3.6), dpi=120)
     loss_axis.plot(epochs, [h["loss"] for h in history], "o-", color="tab:blue", label="train loss")
     loss_axis.set_yscale("log")
     loss_axis.set_xlabel("epoch")
-    loss_axis.set_ylabel("train loss (weighted MSE)", color="tab:blue")
+    loss_axis.set_ylabel(f"train loss ({loss_name})" if loss_name else "train loss", color="tab:blue")
     ap_axis = loss_axis.twinx()
     ap_axis.plot(epochs, [h["ap"] or 0.0 for h in history], "s-", color="tab:red", label="val AP")
     ap_axis.set_ylabel("val AP (COCOeval)", color="tab:red")

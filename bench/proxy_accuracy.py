@@ -6,7 +6,8 @@ first time AP reached each threshold, and per architecture the mean AP and the s
 With two or more architectures it prints the gap between the best and worst mean against the largest spread.
 
 python bench/proxy_accuracy.py                                            # litehrnet-18, seed 0: time-to-AP
-python bench/proxy_accuracy.py --arch naive-litehrnet-18 --arch litehrnet-30 --seeds 0,1,2
+python bench/proxy_accuracy.py --arch litehrnet-18:0,1,2 --arch naive-litehrnet-18 --arch litehrnet-30 \
+    --results bench/proxy_runs.jsonl
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from pose.coco import parse_data
 from pose.train import Recipe, load_data, train
@@ -44,24 +46,54 @@ def run(arch: str, seed: int, data, recipe: Recipe) -> dict:
     }
 
 
+def recipe_key(recipe: Recipe) -> str:
+    """What decides a run's AP (threads excluded: they change speed, and are recorded separately)."""
+    fields = asdict(replace(recipe, threads=0))
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def parse_arch(text: str, default_seeds: list[int]) -> tuple[str, list[int]]:
+    """`NAME` (the --seeds) or `NAME:0,1,2`."""
+    name, sep, seeds = text.partition(":")
+    return name, ([int(s) for s in seeds.split(",")] if sep else default_seeds)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", action="append", default=[], help="preset or genome file (repeatable)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--arch", action="append", default=[], help="preset or genome file, optionally NAME:SEEDS "
+                   "(e.g. litehrnet-18:0,1,2); repeatable")  # fmt: skip
+    p.add_argument("--seeds", default="0", help="comma-separated seeds for --arch without its own (default 0)")
     p.add_argument("--data", default="synthetic")
     p.add_argument("--threads", type=int, default=Recipe().threads, help="torch threads per run")
-    p.add_argument("--json-out", metavar="PATH", help="also append one JSON object per run to this file")
+    p.add_argument("--results", metavar="PATH", help="JSONL of runs: runs already in it (same recipe) are reused, "
+                   "new ones appended, so several invocations can share the work")  # fmt: skip
     args = p.parse_args(argv)
-    archs = args.arch or ["litehrnet-18"]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    data = load_data(parse_data(args.data))
+    default_seeds = [int(s) for s in args.seeds.split(",")]
+    plan = [parse_arch(a, default_seeds) for a in (args.arch or ["litehrnet-18"])]
     recipe = replace(Recipe(), threads=args.threads)
-    print(f"recipe: {recipe}\ndata: {data.description}", flush=True)
+    key = recipe_key(recipe)
+    known = {}
+    if args.results and Path(args.results).is_file():
+        for line in Path(args.results).read_text().splitlines():
+            r = json.loads(line)
+            if r.get("recipe_key") == key:
+                known[(r["arch"], r["seed"])] = r
+    data = None
+    print(f"recipe: {recipe}", flush=True)
     runs = []
-    for arch in archs:
+    for arch, seeds in plan:
         for seed in seeds:
-            r = run(arch, seed, data, recipe)
+            if (arch, seed) in known:
+                runs.append(known[(arch, seed)])
+                continue
+            if data is None:
+                data = load_data(parse_data(args.data))
+                print(f"data: {data.description}", flush=True)
+            r = {**run(arch, seed, data, recipe), "recipe_key": key, "threads": args.threads}
             runs.append(r)
+            if args.results:
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(r) + "\n")
             to_ap = "  ".join(
                 f"AP>={t}: {'never' if s is None else f'{s:.0f}s'}" for t, s in r["seconds_to_ap"].items()
             )
@@ -69,20 +101,23 @@ def main(argv: list[str] | None = None) -> None:
             print("  epoch  wall s  AP     loss")
             for c in r["curve"]:
                 print(f"  {c['epoch']:>5}  {c['seconds']:>6.0f}  {c['ap']:.3f}  {c['loss']:.4f}")
-            if args.json_out:
-                with open(args.json_out, "a") as f:
-                    f.write(json.dumps(r) + "\n")
-    print(f"\n{'architecture':<22} {'seeds':>5} {'mean AP':>8} {'spread':>7}  APs")
+    print(f"\n{'architecture':<26} {'seeds':>5} {'mean AP':>8} {'spread':>7}  APs (seed: AP, wall s, threads)")
     means, spreads = {}, {}
-    for arch in archs:
-        aps = [r["ap"] for r in runs if r["arch"] == arch]
-        means[arch], spreads[arch] = statistics.mean(aps), max(aps) - min(aps)
-        listed = ", ".join(f"{a:.3f}" for a in aps)
-        print(f"{arch:<22} {len(aps):>5} {means[arch]:>8.3f} {spreads[arch]:>7.3f}  {listed}")
-    if len(archs) > 1:
+    for arch, _ in plan:
+        mine = [r for r in runs if r["arch"] == arch]
+        aps = [r["ap"] for r in mine]
+        means[arch] = statistics.mean(aps)
+        if len(aps) > 1:
+            spreads[arch] = max(aps) - min(aps)
+        listed = ", ".join(f"{r['seed']}: {r['ap']:.3f}, {r['wall_seconds']:.0f}s, {r['threads']}t" for r in mine)
+        spread = f"{spreads[arch]:.3f}" if arch in spreads else "-"
+        print(f"{arch:<26} {len(aps):>5} {means[arch]:>8.3f} {spread:>7}  {listed}")
+    if len(plan) > 1 and spreads:
         gap = max(means.values()) - min(means.values())
-        verdict = "tells them apart" if gap > max(spreads.values()) else "does NOT tell them apart"
-        print(f"gap between means {gap:.3f} vs largest seed spread {max(spreads.values()):.3f}: the proxy {verdict}")
+        widest = max(spreads, key=spreads.get)
+        verdict = "tells them apart" if gap > spreads[widest] else "does NOT tell them apart"
+        print(f"gap between the best and worst mean AP {gap:.3f} vs the seed spread of {widest} "
+              f"{spreads[widest]:.3f}: the proxy {verdict}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(arch=args.arch, genome=genome.compact(), input=args.input, data=data.description)
     if out is not None:
         (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
-        plot_training_curves(result["history"], out / "curves.png", f"{args.arch} on {data.description}")
+        plot_training_curves(result["history"], out / "curves.png", f"{args.arch} on {data.description}", recipe.loss)
     print(f"\n{'metric':<8} value")
     for key in ("ap", "ap50", "ap75", "apm", "apl", "ar"):
         value = summary.get(key)

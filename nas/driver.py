@@ -41,9 +41,9 @@ class SearchError(ValueError):
 class SearchOptions:
     budget: str
     space: str = str(DEFAULT_SPACE)
-    trials: int = 12
+    trials: int = 10
     data: str = "synthetic"
-    epochs: int = 2
+    epochs: int = 1
     input: str = "128x96"
     convention: str = "torchstat"
     address: str | None = None

@@ -35,13 +35,13 @@ class Recipe:
     input_hw: tuple[int, int] = (128, 96)
     epochs: int = 8
     batch: int = 16
-    lr: float = 5e-3
+    lr: float = 1e-2
     warmup_iters: int = 100
     schedule: str = "cosine"  # or "step" (x0.1 at 75% and 90% of the epochs)
     init: str = "pytorch"  # "pytorch" default init, or "official" (conv N(0, 0.001))
     loss: str = "softmax-ce"  # a key of pose.losses.LOSSES
     sigma: float | None = None  # heatmap Gaussian sigma in heatmap pixels (None: pose.targets.default_sigma)
-    decode: str = "quarter"  # sub-pixel peak: "quarter" offset or "taylor" step (pose.decode.decode_peaks)
+    decode: str = "taylor"  # sub-pixel peak: "quarter" offset or "taylor" step (pose.decode.decode_peaks)
     flip_test: bool = True
     seed: int = 0
     threads: int = 2
@@ -230,12 +230,14 @@ def train(
         train_seconds += seconds
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
+        eval_start = time.perf_counter()
         stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
             **stats,
             "train_seconds": seconds,
+            "eval_seconds": time.perf_counter() - eval_start,
             "images_per_second": seen / seconds,
         }
         history.append(record)
@@ -246,7 +248,7 @@ def train(
             on_epoch(record)
     final = history[-1]
     return {
-        **{k: final[k] for k in final if k not in {"epoch", "train_seconds", "images_per_second"}},
+        **{k: final[k] for k in final if k not in {"epoch", "train_seconds", "eval_seconds", "images_per_second"}},
         "epochs": recipe.epochs,
         "train_seconds": train_seconds,
         "history": history,
