@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -38,11 +39,12 @@ def recipe_config(options: SearchOptions) -> dict:
     return fields
 
 
-def start_ray(options: SearchOptions) -> None:
+def start_ray(options: SearchOptions) -> Path | None:
+    """Join the cluster at --address, or start a private local instance; returns the local temp folder."""
     if options.address:
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
         ray.init(address=options.address, log_to_driver=False)
-        return
+        return None
     # A local instance binds to 127.0.0.1 and keeps its temp folder (sockets, logs) apart from other Ray users:
     # one per search folder, under /tmp because unix socket paths must stay under 108 bytes.
     temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
@@ -55,6 +57,7 @@ def start_ray(options: SearchOptions) -> None:
         log_to_driver=False,
         configure_logging=False,
     )
+    return temp
 
 
 def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space: SearchSpace, budget) -> tuple:
@@ -116,7 +119,7 @@ def execute(
     os.environ["TMPDIR"] = str(folder / "tmp")
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
-    start_ray(options)
+    ray_temp = start_ray(options)
     try:
         if resume and tune.Tuner.can_restore(str(tune_path / options.experiment)):
             print(f"resuming the search in {tune_path / options.experiment}", file=sys.stderr)
@@ -144,6 +147,8 @@ def execute(
         reconcile(tracker, results)
     finally:
         ray.shutdown()
+        if ray_temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
+            shutil.rmtree(ray_temp, ignore_errors=True)
     summary = finish(client, options, experiment_id, parent_id, budget, folder)
     return summary
 

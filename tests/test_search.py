@@ -8,6 +8,7 @@ and 12 genomes only, so the gate has something to reject.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,7 @@ def test_search_on_an_existing_ray_head(tmp_path, space_file):
         assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     finally:
         stop_processes_using(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def stop_processes_using(marker: str) -> None:

@@ -1,0 +1,55 @@
+"""The budget gate on its own: exact complexity before training, the smallest-genome error, the disk cache."""
+
+import json
+
+import pytest
+
+from nas.gate import BudgetGate, BudgetTooSmall, smallest_budget_text
+from search_space.budget import parse_budget
+from search_space.complexity import genome_complexity
+from search_space.presets import load_preset
+from search_space.space import SearchSpace
+
+LITE18_TORCHSTAT = 215202112  # tests/test_complexity.py pins this against the published 205.2M
+
+
+def test_gate_compares_exact_flops_with_the_budget(tmp_path):
+    gate = BudgetGate(parse_budget("205.2M"), cache_file=tmp_path / "c.json")
+    assert gate.flops(load_preset("litehrnet-18")) == LITE18_TORCHSTAT
+    # The paper's printed 205.2M is rounded: 205.2 x 2^20 = 215,167,795 raw is 34,317 short of Lite-HRNet-18.
+    assert not gate.fits(load_preset("litehrnet-18"))
+    assert not BudgetGate(parse_budget(f"{(LITE18_TORCHSTAT - 1) / 2**20}M")).fits(load_preset("litehrnet-18"))
+    assert BudgetGate(parse_budget(f"{LITE18_TORCHSTAT / 2**20}M")).fits(load_preset("litehrnet-18"))
+
+
+def test_costs_are_cached_on_disk(tmp_path):
+    cache = tmp_path / "c.json"
+    BudgetGate(parse_budget("1G"), cache_file=cache).cost(load_preset("naive-litehrnet-18"))
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 1
+    (key,) = entries
+    entries[key]["flops"]["torchstat"] = 12345  # a second gate trusts the cache instead of recounting
+    cache.write_text(json.dumps(entries))
+    assert BudgetGate(parse_budget("1G"), cache_file=cache).flops(load_preset("naive-litehrnet-18")) == 12345
+
+
+def test_other_conventions_are_counted_too(tmp_path):
+    gate = BudgetGate(parse_budget("1G"), convention="conv-macs")
+    genome = load_preset("ditehrnet-18")
+    assert gate.flops(genome) == genome_complexity(genome).flops["conv-macs"]
+    assert set(gate.cost(genome).metrics()) == {"params", "flops_torchstat", "flops_conv_macs", "flops_macs"}
+    with pytest.raises(ValueError, match="unknown convention"):
+        BudgetGate(parse_budget("1G"), convention="gmacs")
+
+
+def test_budget_below_the_space_states_the_smallest_figure(tmp_path):
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("base: litehrnet-18\ngenes: {width: [30, 40], block: [shuffle, weighting]}")
+    space = SearchSpace.from_file(space_file)
+    smallest = min(BudgetGate(parse_budget("1G")).flops(g) for g in space.valid_genomes())
+    with pytest.raises(BudgetTooSmall) as error:
+        BudgetGate(parse_budget("10M")).check_space(space)
+    message = str(error.value)
+    assert f"{smallest:,} raw" in message and smallest_budget_text(smallest) in message
+    admitted = BudgetGate(parse_budget(smallest_budget_text(smallest))).check_space(space)
+    assert BudgetGate(parse_budget("1G")).flops(admitted) <= parse_budget(smallest_budget_text(smallest)).raw
