@@ -33,8 +33,9 @@ class SearchProgress(tune.Callback):
             return 0
         return sum(1 for line in self.rejections_file.read_text().splitlines() if line.strip())
 
-    def _print(self, trials: list, event: str) -> None:
-        states = [t.status for t in trials]
+    def _print(self, trials: list, event: str, ended: tuple[str, str] | None = None) -> None:
+        """`ended`: (trial id, final status) of a trial whose status Tune has not updated yet."""
+        states = [ended[1] if ended and t.trial_id == ended[0] else t.status for t in trials]
         finished = states.count("TERMINATED")
         failed = states.count("ERROR")
         running = states.count("RUNNING")
@@ -64,8 +65,10 @@ class SearchProgress(tune.Callback):
         result = trial.last_result or {}
         if result.get("complete") and isinstance(result.get("ap"), float):
             self.points[trial.trial_id] = Point(trial.trial_id, result["ap"], float(result["flops"]))
-        self._print(trials, f"done {trial.trial_id} AP {result.get('ap', float('nan')):.3f}")
+        self._print(
+            trials, f"done {trial.trial_id} AP {result.get('ap', float('nan')):.3f}", (trial.trial_id, "TERMINATED")
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.started.pop(trial.trial_id, None)
-        self._print(trials, f"FAILED {trial.trial_id}")
+        self._print(trials, f"FAILED {trial.trial_id}", (trial.trial_id, "ERROR"))

@@ -93,7 +93,10 @@ def load_data(
 
 
 def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
-    warm = min(1.0, (iteration + 1) / recipe.warmup_iters) if recipe.warmup_iters else 1.0
+    """Linear warm-up over warmup_iters (at most a tenth of the run, so a one-epoch trial is not all warm-up),
+    then cosine or step decay."""
+    warmup = min(recipe.warmup_iters, max(1, total // 10))
+    warm = min(1.0, (iteration + 1) / warmup) if recipe.warmup_iters else 1.0
     progress = iteration / max(1, total)
     if recipe.schedule == "cosine":
         decay = 0.5 * (1 + math.cos(math.pi * progress))

@@ -72,6 +72,8 @@ def test_warmup_then_cosine_decay():
     assert rates[0] == pytest.approx(0.1) and rates.index(max(rates)) == 9  # linear warm-up to the peak
     assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
     assert rates[-1] < 0.01
+    short = [learning_rate(recipe, i, 50) for i in range(50)]  # warm-up capped at a tenth of a short run
+    assert short.index(max(short)) == 4
     step = Recipe(lr=1.0, warmup_iters=0, schedule="step")
     assert [learning_rate(step, i, 100) for i in (0, 74, 75, 89, 90)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
 
