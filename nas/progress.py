@@ -57,7 +57,7 @@ class SearchProgress(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
-        self._print(trials, f"start {trial.trial_id}")
+        self._print(trials, f"start {trial.trial_id}", (trial.trial_id, "RUNNING"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         if trial.trial_id in self.started:
