@@ -13,7 +13,15 @@ import argparse
 import json
 import sys
 
-from nas.driver import DEFAULT_SPACE, SCHEDULERS, SearchError, SearchOptions, describe_command, options_from_args
+from nas.driver import (
+    DEFAULT_SPACE,
+    SCHEDULERS,
+    SearchError,
+    SearchOptions,
+    describe_command,
+    options_from_args,
+    run,
+)
 from nas.gate import BudgetTooSmall
 from pose.coco import DataError
 from search_space.budget import BudgetError
@@ -56,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
     options.command = describe_command(argv)
-    from nas.driver import run
-
     try:
-        summary = run(options, resume=args.resume, as_json=args.json)
+        summary = run(options, resume=args.resume)
     except (SearchError, BudgetError, BudgetTooSmall, SpaceError, GenomeError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -222,7 +222,7 @@ def prepare(options: SearchOptions, resume: bool) -> tuple[SearchOptions, dict, 
     return options, state, parsed
 
 
-def run(options: SearchOptions, resume: bool = False, as_json: bool = False) -> dict:
+def run(options: SearchOptions, resume: bool = False) -> dict:
     """Run (or resume) a search; returns the summary that `--json` prints."""
     from nas.search_run import execute  # Ray, Optuna and MLflow load only once the inputs are known to be good
 
@@ -239,7 +239,7 @@ def run(options: SearchOptions, resume: bool = False, as_json: bool = False) -> 
         root = ensure_synthetic()
         print(f"synthetic data: {root} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
-    return execute(options, state, budget, space, gate, anchors, anchor_names, resume, as_json)
+    return execute(options, state, budget, space, gate, anchors, anchor_names, resume)
 
 
 __all__ = ["DataError", "SearchError", "SearchOptions", "run"]

@@ -21,9 +21,6 @@ class SearchProgress(tune.Callback):
         self.durations: list[float] = []
         self.points: dict[str, Point] = {}
 
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__)
-
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.start, self.started = time.time(), {}  # a resumed search measures its own pace

@@ -103,7 +103,6 @@ def execute(
     anchors: list[dict],
     anchor_names: dict[str, str],
     resume: bool,
-    as_json: bool,
 ) -> dict:
     folder = options.folder
     tracking_uri = options.resolved_tracking_uri()
@@ -149,8 +148,7 @@ def execute(
         ray.shutdown()
         if ray_temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
             shutil.rmtree(ray_temp, ignore_errors=True)
-    summary = finish(client, options, experiment_id, parent_id, budget, folder)
-    return summary
+    return finish(client, options, experiment_id, parent_id, budget, folder)
 
 
 def reconcile(tracker: SearchTracker, results) -> None:
