@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.gate import BudgetGate
-from pose.coco import DataError, parse_data
+from pose.coco import DataError, absolute_data, parse_data
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.budget import parse_budget
 from search_space.complexity import CONVENTIONS, check_input_size, parse_input_size
@@ -60,7 +60,12 @@ class SearchOptions:
         return Path(self.storage).resolve() / self.experiment
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{Path(self.storage).resolve() / 'mlflow.db'}"
+        return self.tracking_uri or local_store(self.storage)
+
+
+def local_store(storage: str) -> str:
+    """The default MLflow store: one SQLite file per storage folder, shared by searches and ablations."""
+    return f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}"
 
 
 # ---- input checks -------------------------------------------------------------------------------------------
@@ -196,8 +201,8 @@ def options_from_args(args: Any) -> SearchOptions:
     return SearchOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
-def describe_command(argv: list[str]) -> str:
-    return "python experiments/search.py " + " ".join(shlex.quote(a) for a in argv)
+def describe_command(argv: list[str], script: str = "search.py") -> str:
+    return f"python experiments/{script} " + " ".join(shlex.quote(a) for a in argv)
 
 
 def prepare(options: SearchOptions, resume: bool) -> tuple[SearchOptions, dict, tuple]:
@@ -215,6 +220,7 @@ def prepare(options: SearchOptions, resume: bool) -> tuple[SearchOptions, dict, 
                 "--experiment or --storage"
             )
         state = {}
+    options.data = absolute_data(options.data)
     parsed = validate(options)
     check_tracking_uri(options.resolved_tracking_uri())
     if options.address:

@@ -13,7 +13,10 @@ from search_space.complexity import format_flops
 
 
 class SearchProgress(tune.Callback):
-    def __init__(self, total: int, concurrency: int, rejections_file: Path, convention: str = "torchstat") -> None:
+    def __init__(
+        self, total: int, concurrency: int, rejections_file: Path | None, convention: str = "torchstat"
+    ) -> None:
+        """`rejections_file`: the searcher's record of samples refused before training (None: nothing is refused)."""
         self.total, self.concurrency, self.rejections_file = total, concurrency, rejections_file
         self.convention = convention
         self.start = time.time()
@@ -25,10 +28,13 @@ class SearchProgress(tune.Callback):
         self.__dict__.update(state)
         self.start, self.started = time.time(), {}  # a resumed search measures its own pace
 
-    def _rejected(self) -> int:
-        if not self.rejections_file.is_file():
-            return 0
-        return sum(1 for line in self.rejections_file.read_text().splitlines() if line.strip())
+    def _rejected(self) -> str:
+        if self.rejections_file is None:
+            return ""
+        count = 0
+        if self.rejections_file.is_file():
+            count = sum(1 for line in self.rejections_file.read_text().splitlines() if line.strip())
+        return f" | {count} rejected before training"
 
     def _print(self, trials: list, event: str, ended: tuple[str, str] | None = None) -> None:
         """`ended`: (trial id, final status) of a trial whose status Tune has not updated yet."""
@@ -47,7 +53,7 @@ class SearchProgress(tune.Callback):
         elapsed = (time.time() - self.start) / 60
         print(
             f"[{elapsed:5.1f} min] {event:<28} trials: {finished} finished, {failed} failed, {running} running, "
-            f"{pending} pending of {self.total} | {self._rejected()} rejected before training | front: {shown}{eta}",
+            f"{pending} pending of {self.total}{self._rejected()} | front: {shown}{eta}",
             file=sys.stderr,
             flush=True,
         )

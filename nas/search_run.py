@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,17 +17,16 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from analysis.pareto import Point, normalised_hypervolume, pareto_front
-from analysis.plots import PlotPoint, pareto_plot
-from analysis.tables import to_terminal, write_tables
+from analysis.runs import PARETO_COLUMNS, Search, child_runs, pareto_rows, write_search_report
+from analysis.tables import to_terminal
 from nas.driver import SCHEDULERS, SearchOptions, code_version, save_state
 from nas.gate import BudgetGate
 from nas.progress import SearchProgress
 from nas.searcher import BudgetedOptunaSearch
 from nas.tracking import SearchTracker
-from nas.trial import train_trial
+from nas.trial import flat_config, train_trial
 from pose.train import Recipe
-from search_space.complexity import format_flops, parse_input_size
+from search_space.complexity import parse_input_size
 from search_space.space import SearchSpace
 
 
@@ -60,16 +60,24 @@ def start_ray(options: SearchOptions) -> Path | None:
     return temp
 
 
-def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space: SearchSpace, budget) -> tuple:
-    experiment = client.get_experiment_by_name(options.experiment)
+def open_experiment(client: MlflowClient, name: str, storage: str, state: dict) -> tuple[str, str | None]:
+    """The experiment (created with its artifacts under <storage>/mlartifacts) and the parent run a resumed job
+    continues (None for a new job)."""
+    experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        artifacts = (Path(options.storage).resolve() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(options.experiment, artifact_location=artifacts)
+        artifacts = (Path(storage).resolve() / "mlartifacts").as_uri()
+        experiment_id = client.create_experiment(name, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id
     if state.get("parent_run_id"):
         client.update_run(state["parent_run_id"], status="RUNNING")
-        return experiment_id, state["parent_run_id"]
+    return experiment_id, state.get("parent_run_id")
+
+
+def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space: SearchSpace, budget) -> tuple:
+    experiment_id, resumed = open_experiment(client, options.experiment, options.storage, state)
+    if resumed:
+        return experiment_id, resumed
     run = client.create_run(
         experiment_id,
         run_name=f"search {options.budget} {space.name}",
@@ -113,49 +121,60 @@ def execute(
     tracker = SearchTracker(tracking_uri, experiment_id, parent_id, anchor_names)
     concurrency = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
     progress = SearchProgress(options.trials, concurrency, folder / "rejected.jsonl")
+
+    def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
+        searcher = BudgetedOptunaSearch(space, gate, anchors, options.seed, folder / "rejected.jsonl")
+        return tune.Tuner(
+            trainable,
+            param_space={"recipe": recipe_config(options), "data": options.data},
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=options.trials,
+                max_concurrent_trials=concurrency,
+                scheduler=SCHEDULERS[options.scheduler](options),
+            ),
+            run_config=run_config,
+        )
+
+    fit_on_ray(options, "search", options.experiment, new_tuner, [tracker, progress], resume)
+    return finish(client, options, experiment_id, parent_id, budget, folder)
+
+
+def fit_on_ray(options, kind: str, name: str, new_tuner: Callable, callbacks: list, resume: bool) -> None:
+    """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it) on the cluster at --address or a
+    private local Ray, then make MLflow agree with Tune's results. `new_tuner(trainable, run_config)` builds it."""
     trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
-    tune_path = folder / "tune"
-    os.environ["TMPDIR"] = str(folder / "tmp")
+    tune_path = options.folder / "tune"
+    os.environ["TMPDIR"] = str(options.folder / "tmp")
     Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
     ray_temp = start_ray(options)
     try:
-        if resume and tune.Tuner.can_restore(str(tune_path / options.experiment)):
-            print(f"resuming the search in {tune_path / options.experiment}", file=sys.stderr)
-            tuner = tune.Tuner.restore(str(tune_path / options.experiment), trainable, resume_unfinished=True)
+        if resume and tune.Tuner.can_restore(str(tune_path / name)):
+            print(f"resuming the {kind} in {tune_path / name}", file=sys.stderr)
+            tuner = tune.Tuner.restore(str(tune_path / name), trainable, resume_unfinished=True)
         else:
-            searcher = BudgetedOptunaSearch(space, gate, anchors, options.seed, folder / "rejected.jsonl")
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"recipe": recipe_config(options), "data": options.data},
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=options.trials,
-                    max_concurrent_trials=concurrency,
-                    scheduler=SCHEDULERS[options.scheduler](options),
-                ),
-                run_config=tune.RunConfig(
-                    name=options.experiment,
-                    storage_path=str(tune_path),
-                    callbacks=[tracker, progress],
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=0),
-                ),
+            run_config = tune.RunConfig(
+                name=name,
+                storage_path=str(tune_path),
+                callbacks=callbacks,
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
             )
+            tuner = new_tuner(trainable, run_config)
         results = tuner.fit()
-        reconcile(tracker, results)
+        reconcile(callbacks[0], results)
     finally:
         ray.shutdown()
         if ray_temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
             shutil.rmtree(ray_temp, ignore_errors=True)
-    return finish(client, options, experiment_id, parent_id, budget, folder)
 
 
 def reconcile(tracker: SearchTracker, results) -> None:
     """Make MLflow agree with Tune's final state (a driver killed between the two is repaired here)."""
     for result in results:
         trial_id = result.metrics.get("trial_id") if result.metrics else None
-        config = result.config or {}
+        config = flat_config(result.config or {})
         if not trial_id or "genome" not in config:
             continue
         run_id = tracker.child_run(trial_id, config)
@@ -168,72 +187,14 @@ def reconcile(tracker: SearchTracker, results) -> None:
             tracker.finish(run_id, result.metrics, "FINISHED", stopped_early=not result.metrics.get("complete", False))
 
 
-def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
-    return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
-
-
-def front_of(runs: list, budget_raw: int) -> tuple[list, list]:
-    """Eligible runs (finished, trained to the end, within budget) and the Pareto-optimal ones among them."""
-    eligible = [
-        r
-        for r in runs
-        if r.info.status == "FINISHED"
-        and r.data.tags.get("stopped_early") == "false"
-        and "ap" in r.data.metrics
-        and r.data.metrics.get("flops", float("inf")) <= budget_raw
-    ]
-    points = [Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in eligible]
-    front_ids = {p.key for p in pareto_front(points)}
-    front = sorted((r for r in eligible if r.info.run_id in front_ids), key=lambda r: r.data.metrics["flops"])
-    return eligible, front
-
-
-PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
-
-
-def pareto_rows(front: list, convention: str) -> list[dict]:
-    return [
-        {
-            "trial_id": r.data.tags.get("trial_id"),
-            "preset": r.data.tags.get("preset"),
-            "ap": r.data.metrics.get("ap"),
-            "ap50": r.data.metrics.get("ap50"),
-            "ar": r.data.metrics.get("ar"),
-            "flops": int(r.data.metrics["flops"]),
-            "flops_M": format_flops(int(r.data.metrics["flops"]), convention),
-            "params_M": f"{r.data.metrics.get('params', 0) / 1e6:.2f}M",
-            "genome": r.data.tags.get("genome"),
-        }
-        for r in front
-    ]
-
-
 def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, parent_id: str, budget, folder: Path):
-    runs = child_runs(client, experiment_id, parent_id)
-    eligible, front = front_of(runs, budget.raw)
+    search = Search(client.get_run(parent_id), child_runs(client, experiment_id, parent_id))
+    runs, eligible, front = search.runs, search.eligible, search.front
     front_ids = {r.info.run_id for r in front}
     for r in runs:
         client.set_tag(r.info.run_id, "pareto", str(r.info.run_id in front_ids).lower())
     rows = pareto_rows(front, options.convention)
-    out = folder / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    written = write_tables(PARETO_COLUMNS, rows, out / "pareto", caption=f"Pareto front, budget {options.budget}")
-    points = [
-        PlotPoint(
-            r.data.tags.get("trial_id", r.info.run_id),
-            r.data.metrics["ap"],
-            r.data.metrics["flops"],
-            r.data.tags.get("preset", ""),
-            r.data.tags.get("genome", ""),
-        )
-        for r in eligible
-    ]
-    front_keys = {r.data.tags.get("trial_id", r.info.run_id) for r in front}
-    plots = pareto_plot(
-        points, front_keys, budget.raw, f"{options.experiment}: AP vs FLOPs ({options.convention})",
-        out / "pareto.png", out / "pareto.html",
-    )  # fmt: skip
-    for path in [*written.values(), *plots]:
+    for path in write_search_report(search, folder / "report", options.experiment):
         client.log_artifact(parent_id, str(path), "pareto")
     rejected = _rejections(folder / "rejected.jsonl")
     counts = {
@@ -244,8 +205,7 @@ def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, par
         "rejected_invalid": sum(1 for r in rejected if r["reason"].startswith("invalid")),
         "front_size": len(front),
     }
-    hv = normalised_hypervolume([Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in front],
-                                budget.raw)  # fmt: skip
+    hv = search.hypervolume()
     now = int(time.time() * 1000)
     for key, value in {**counts, "hypervolume": hv}.items():
         client.log_metric(parent_id, key, float(value), now)

@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from nas.trial import flat_config
 from search_space.genome import Genome
 
 EPOCH_METRICS = ("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds")
@@ -59,6 +60,7 @@ class SearchTracker(tune.Callback):
         """The child run of a trial: found by its trial_id tag, or created (with params and complexity)."""
         if trial_id in self._runs:
             return self._runs[trial_id]
+        config = flat_config(config)
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
@@ -70,15 +72,9 @@ class SearchTracker(tune.Callback):
             }
         else:
             genome = Genome.from_compact(config["genome"])
-            tags = {
-                "mlflow.parentRunId": self.parent_run_id,
-                "trial_id": trial_id,
-                "genome": config["genome"],
-                "pareto": "false",
-            }
-            if config["genome"] in self.anchors:
-                tags["preset"] = self.anchors[config["genome"]]
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.anchors.get(config["genome"]))
+            name, own_tags = self.identity(config)
+            tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id, "genome": config["genome"]}
+            run = self.client.create_run(self.experiment_id, tags={**tags, **own_tags}, run_name=name)
             run_id = run.info.run_id
             now = int(time.time() * 1000)
             self.client.log_batch(
@@ -90,6 +86,11 @@ class SearchTracker(tune.Callback):
             self._logged_steps[run_id] = set()
         self._runs[trial_id] = run_id
         return run_id
+
+    def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
+        """Run name and tags that say what a trial is: a preset anchor or an Optuna sample, not yet on the front."""
+        preset = self.anchors.get(config["genome"])
+        return preset, {"pareto": "false", **({"preset": preset} if preset else {})}
 
     def log_epoch(self, run_id: str, result: dict) -> None:
         epoch = int(result.get("epoch", 0))

@@ -39,8 +39,14 @@ def injected_fault(genome: str) -> str | None:
     return None
 
 
+def flat_config(config: dict) -> dict:
+    """A trial's config with its grid entry `row` (an ablation row: genome, flops, cost, names) merged in."""
+    return {**config, **config["row"]} if isinstance(config.get("row"), dict) else config
+
+
 def train_trial(config: dict) -> None:
     """Tune function trainable: trains config['genome'] and reports metrics after every epoch."""
+    config = flat_config(config)
     genome = Genome.from_compact(config["genome"])
     recipe = recipe_from_config(config["recipe"])
     fault = injected_fault(config["genome"])

@@ -29,6 +29,16 @@ class DataSource:
     description: str
 
 
+def absolute_data(text: str) -> str:
+    """The --data text with its paths made absolute, for trials that run in another working directory (Ray)."""
+    if text == "synthetic":
+        return text
+    if ":" in text and text.split(":", 1)[0].endswith(".json"):
+        ann, images = text.split(":", 1)
+        return f"{Path(ann).resolve()}:{Path(images).resolve()}"
+    return str(Path(text).resolve())
+
+
 def parse_data(text: str, val: str | None = None) -> DataSource | None:
     """`synthetic` -> None (the caller generates it); `COCO_ROOT`; or `ANN.json:IMAGE_DIR` (train = val)."""
     if text == "synthetic":

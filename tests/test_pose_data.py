@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pose.coco import DataError, detected_people, ground_truth_people, load_coco, parse_data
+from pose.coco import DataError, absolute_data, detected_people, ground_truth_people, load_coco, parse_data
 from pose.dataset import NO_AUGMENT, Augment, TopDownDataset
 from pose.decode import argmax_quarter_offset, to_image_coordinates
 from pose.evaluate import Prediction, coco_keypoint_stats, rescore, to_results
@@ -207,3 +207,11 @@ def test_taylor_decoding_finds_the_subpixel_centre_of_a_gaussian():
     assert np.allclose(taylor[0, 2], [0, 0])  # a peak on the border keeps its integer position
     with pytest.raises(ValueError, match="unknown decoding"):
         decode_peaks(heatmaps[None], "dark")
+
+
+def test_absolute_data_for_trials_in_another_working_directory(monkeypatch, tmp_path):
+    # Ray Tune runs a trial in its own folder, so a relative --data must be made absolute before it is handed on.
+    monkeypatch.chdir(tmp_path)
+    assert absolute_data("synthetic") == "synthetic"
+    assert absolute_data("ann/k.json:img") == f"{tmp_path / 'ann/k.json'}:{tmp_path / 'img'}"
+    assert absolute_data("coco") == str(tmp_path / "coco")

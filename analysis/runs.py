@@ -1,0 +1,166 @@
+"""Searches read back from MLflow: their trials, the Pareto front among them, its hypervolume, table and plot.
+
+The search driver writes its report through these functions and `experiments/report.py` rebuilds it from any
+MLflow store, so the figures a user sees later are computed exactly as at the end of the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from analysis.pareto import Point, hypervolume, normalised_hypervolume, pareto_front
+from analysis.plots import PlotPoint, pareto_plot
+from analysis.tables import write_tables
+from search_space.complexity import format_flops
+
+PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
+
+
+@dataclass
+class Search:
+    """One search (a parent run of kind `search`) and its child runs."""
+
+    parent: Run
+    runs: list[Run]
+
+    @property
+    def run_id(self) -> str:
+        return self.parent.info.run_id
+
+    @property
+    def name(self) -> str:
+        return self.parent.info.run_name or self.run_id
+
+    @property
+    def budget_raw(self) -> int:
+        return int(self.parent.data.params["budget_raw"])
+
+    @property
+    def convention(self) -> str:
+        return self.parent.data.params.get("convention", "torchstat")
+
+    @property
+    def eligible(self) -> list[Run]:
+        return eligible_runs(self.runs, self.budget_raw)
+
+    @property
+    def front(self) -> list[Run]:
+        return front_runs(self.eligible)
+
+    def hypervolume(self, reference_flops: float | None = None) -> float:
+        """Normalised hypervolume of the front against (AP 0, reference FLOPs), the search's budget by default."""
+        return normalised_hypervolume(points(self.front), reference_flops or self.budget_raw)
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
+    return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+
+
+def eligible_runs(runs: list[Run], budget_raw: int) -> list[Run]:
+    """Runs that may sit on a front: finished, trained to the end (not stopped by ASHA), within the budget."""
+    return [
+        r
+        for r in runs
+        if r.info.status == "FINISHED"
+        and r.data.tags.get("stopped_early") == "false"
+        and "ap" in r.data.metrics
+        and r.data.metrics.get("flops", float("inf")) <= budget_raw
+    ]
+
+
+def points(runs: list[Run]) -> list[Point]:
+    return [Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in runs]
+
+
+def front_runs(eligible: list[Run]) -> list[Run]:
+    """The Pareto-optimal runs (max AP, min FLOPs), in FLOPs order."""
+    front_ids = {p.key for p in pareto_front(points(eligible))}
+    return sorted((r for r in eligible if r.info.run_id in front_ids), key=lambda r: r.data.metrics["flops"])
+
+
+def pareto_rows(front: list[Run], convention: str) -> list[dict]:
+    return [
+        {
+            "trial_id": r.data.tags.get("trial_id"),
+            "preset": r.data.tags.get("preset"),
+            "ap": r.data.metrics.get("ap"),
+            "ap50": r.data.metrics.get("ap50"),
+            "ar": r.data.metrics.get("ar"),
+            "flops": int(r.data.metrics["flops"]),
+            "flops_M": format_flops(int(r.data.metrics["flops"]), convention),
+            "params_M": f"{r.data.metrics.get('params', 0) / 1e6:.2f}M",
+            "genome": r.data.tags.get("genome"),
+        }
+        for r in front
+    ]
+
+
+def write_search_report(search: Search, out: Path, title: str) -> list[Path]:
+    """The front as Markdown/CSV/LaTeX tables and the AP-vs-FLOPs plot (PNG and interactive HTML)."""
+    out.mkdir(parents=True, exist_ok=True)
+    front = search.front
+    written = write_tables(
+        PARETO_COLUMNS, pareto_rows(front, search.convention), out / "pareto", caption=f"Pareto front: {title}"
+    )
+    plot_points = [
+        PlotPoint(
+            r.data.tags.get("trial_id", r.info.run_id),
+            r.data.metrics["ap"],
+            r.data.metrics["flops"],
+            r.data.tags.get("preset", ""),
+            r.data.tags.get("genome", ""),
+        )
+        for r in search.eligible
+    ]
+    front_keys = {r.data.tags.get("trial_id", r.info.run_id) for r in front}
+    plots = pareto_plot(
+        plot_points, front_keys, search.budget_raw, f"{title}: AP vs FLOPs ({search.convention})",
+        out / "pareto.png", out / "pareto.html",
+    )  # fmt: skip
+    return [*written.values(), *plots]
+
+
+def load_search(client: MlflowClient, parent_id: str) -> Search:
+    parent = client.get_run(parent_id)
+    if parent.data.tags.get("kind") != "search":
+        raise ValueError(f"run {parent_id} is not a search (its tag 'kind' is {parent.data.tags.get('kind')!r})")
+    return Search(parent, child_runs(client, parent.info.experiment_id, parent_id))
+
+
+def find_searches(client: MlflowClient, experiment: str) -> list[Search]:
+    """Every search in the experiment, oldest first."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise ValueError(f"no experiment {experiment!r} in this MLflow store; experiments: {names}")
+    parents = client.search_runs(
+        [found.experiment_id], filter_string="tags.kind = 'search'", order_by=["attributes.start_time ASC"]
+    )
+    return [Search(p, child_runs(client, found.experiment_id, p.info.run_id)) for p in parents]
+
+
+def compare_hypervolumes(searches: list[Search]) -> list[dict]:
+    """One row per search: its own normalised hypervolume and one against a common reference (the largest budget),
+    so that searches with different budgets can be read side by side."""
+    common = max((s.budget_raw for s in searches), default=0)
+    rows = []
+    for s in searches:
+        rows.append(
+            {
+                "search": s.name,
+                "run_id": s.run_id,
+                "status": s.parent.info.status,
+                "budget": s.parent.data.params.get("budget"),
+                "trials": len(s.runs),
+                "eligible": len(s.eligible),
+                "front": len(s.front),
+                "best_ap": max((r.data.metrics["ap"] for r in s.eligible), default=None),
+                "hypervolume": s.hypervolume(),
+                "hypervolume_common": hypervolume(points(s.front), (0.0, common)) / common if common else 0.0,
+            }
+        )
+    return rows
