@@ -66,12 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="synthetic")
     p.add_argument("--threads", type=int, default=Recipe().threads, help="torch threads per run")
     p.add_argument("--epochs", type=int, default=Recipe().epochs, help="epochs (default: the default recipe's)")
+    p.add_argument("--batch", type=int, default=Recipe().batch, help="batch size (default: the default recipe's)")
+    p.add_argument("--lr", type=float, default=Recipe().lr, help="peak learning rate (default: the default recipe's)")
     p.add_argument("--results", metavar="PATH", help="JSONL of runs: runs already in it (same recipe) are reused, "
                    "new ones appended, so several invocations can share the work")  # fmt: skip
     args = p.parse_args(argv)
     default_seeds = [int(s) for s in args.seeds.split(",")]
     plan = [parse_arch(a, default_seeds) for a in (args.arch or ["litehrnet-18"])]
-    recipe = replace(Recipe(), threads=args.threads, epochs=args.epochs)
+    recipe = replace(Recipe(), threads=args.threads, epochs=args.epochs, batch=args.batch, lr=args.lr)
     key = recipe_key(recipe)
     known = {}
     if args.results and Path(args.results).is_file():

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
     p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs per trial (default {DEFAULTS.epochs})")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"batch size per trial (default {DEFAULTS.batch})")
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
     p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); complexity "
                    "is always counted at 256x192")  # fmt: skip
     p.add_argument("--convention", default="torchstat", choices=list(CONVENTIONS), help="FLOPs convention")

@@ -43,6 +43,8 @@ class AblationOptions:
     data: str = "synthetic"
     epochs: int | None = None  # None: the table's own
     input: str = "128x96"
+    batch: int = Recipe().batch
+    lr: float = Recipe().lr
     seed: int = 0
     address: str | None = None
     tracking_uri: str | None = None
@@ -157,8 +159,11 @@ def prepare(options: AblationOptions, resume: bool) -> tuple[AblationOptions, di
     check_input_size(parse_input_size(options.input))
     if options.epochs is not None and options.epochs < 1:
         raise SearchError("--epochs must be at least 1")
-    if options.cpus_per_trial < 1:
-        raise SearchError("--cpus-per-trial must be at least 1")
+    for name in ("cpus_per_trial", "batch"):
+        if getattr(options, name) < 1:
+            raise SearchError(f"--{name.replace('_', '-')} must be at least 1")
+    if not options.lr > 0:
+        raise SearchError(f"--lr {options.lr}: the learning rate must be positive")
     options.data = absolute_data(options.data)
     parse_data(options.data)
     check_tracking_uri(options.resolved_tracking_uri())

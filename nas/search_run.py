@@ -32,7 +32,13 @@ from search_space.space import SearchSpace
 
 def recipe_config(options: SearchOptions) -> dict:
     """The fidelity every trial trains at (JSON-friendly; see nas.trial.recipe_from_config)."""
-    recipe = Recipe(input_hw=parse_input_size(options.input), epochs=options.epochs, threads=options.cpus_per_trial)
+    recipe = Recipe(
+        input_hw=parse_input_size(options.input),
+        epochs=options.epochs,
+        batch=options.batch,
+        lr=options.lr,
+        threads=options.cpus_per_trial,
+    )
     fields = asdict(recipe)
     fields["augment"] = "short"
     fields["seed"] = options.seed

@@ -8,7 +8,7 @@ A table is a YAML file (`experiments/configs/ablations/NAME.yaml`):
     input: 256x192            # the input the complexity columns are counted at
     convention: torchstat     # the FLOPs convention of the published column
     printing: round           # how the paper printed its figures: round (Lite-HRNet) or truncate (Dite-HRNet)
-    epochs: 5                 # proxy training length unless --epochs overrides it
+    epochs: 4                 # proxy training length unless --epochs overrides it
     rows:
       - row: Lite-HRNet-18
         preset: litehrnet-18

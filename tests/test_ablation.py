@@ -109,6 +109,22 @@ def test_bad_tables_name_the_row_and_the_fix(tmp_path, text, message):
     assert done.returncode == 2 and message in done.stderr
 
 
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--lr", "0"], "the learning rate must be positive"),
+        (["--input", "100x100"], "multiples of 32"),
+        (["--data", "missing.json:nowhere"], "missing.json"),
+    ],
+)
+def test_bad_options_fail_before_training(tmp_path, extra, message):
+    done = ablate("--table", "ccw", "--storage", str(tmp_path / "runs"), *extra)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "runs" / "ablations").exists()
+
+
 def test_unknown_table_lists_the_tables():
     done = ablate("--table", "nope", "--complexity-only")
     assert done.returncode == 2 and "lite-hrnet" in done.stderr and "unknown table 'nope'" in done.stderr

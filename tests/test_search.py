@@ -235,6 +235,8 @@ def stop_processes_using(marker: str) -> None:
         (["--address", "127.0.0.1:9"], "cannot reach a Ray cluster"),
         (["--input", "100x100"], "multiples of 32"),
         (["--trials", "0"], "--trials must be at least 1"),
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--lr", "-1"], "the learning rate must be positive"),
     ],
 )
 def test_bad_input_fails_before_any_trial(tmp_path, space_file, extra, message):
