@@ -33,9 +33,9 @@ class Recipe:
     """Everything that decides what a training run computes (logged with every result)."""
 
     input_hw: tuple[int, int] = (128, 96)
-    epochs: int = 8
-    batch: int = 16
-    lr: float = 1e-2
+    epochs: int = 12
+    batch: int = 32
+    lr: float = 1.4e-2
     warmup_iters: int = 100
     schedule: str = "cosine"  # or "step" (x0.1 at 75% and 90% of the epochs)
     init: str = "pytorch"  # "pytorch" default init, or "official" (conv N(0, 0.001))
