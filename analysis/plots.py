@@ -6,6 +6,7 @@ A static PNG (matplotlib, Agg backend) and optionally a self-contained interacti
 from __future__ import annotations
 
 import html
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,12 @@ def _front_in_order(points: Sequence[PlotPoint], front_keys: set[str]) -> list[P
 
 
 def _png(
-    points: Sequence[PlotPoint], front: list[PlotPoint], budget_flops: float | None, title: str, path: Path
+    points: Sequence[PlotPoint],
+    front: list[PlotPoint],
+    budget_flops: float | None,
+    title: str,
+    path: Path,
+    marked: str = "presets",
 ) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if points:
@@ -65,7 +71,7 @@ def _png(
             color="tab:blue",
             edgecolors="black",
             linewidths=0.5,
-            label="presets",
+            label=marked,
             zorder=5,
         )
         for p in labelled:
@@ -82,10 +88,11 @@ def _png(
     ax.set_xlabel("FLOPs (M)")
     ax.set_ylabel("AP")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    ax.margins(x=0.18, y=0.12)  # room for the labels of the outermost points
     ax.grid(True, linewidth=0.3, alpha=0.5)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -101,7 +108,12 @@ _HOVER_TEMPLATE = "<b>%{customdata[0]}</b><br>AP %{y:.3f}<br>FLOPs %{x:.2f} M<br
 
 
 def _html(
-    points: Sequence[PlotPoint], front: list[PlotPoint], budget_flops: float | None, title: str, path: Path
+    points: Sequence[PlotPoint],
+    front: list[PlotPoint],
+    budget_flops: float | None,
+    title: str,
+    path: Path,
+    marked: str = "presets",
 ) -> Path:
     import plotly.graph_objects as go  # local import: only needed for the interactive version
 
@@ -132,7 +144,7 @@ def _html(
     if labelled:
         scatter(
             labelled,
-            "presets",
+            marked,
             mode="markers+text",
             text=[p.label for p in labelled],
             textposition="top right",
@@ -163,20 +175,21 @@ def pareto_plot(
     title: str,
     png_path: Path,
     html_path: Path | None = None,
+    marked: str = "presets",
 ) -> list[Path]:
     """AP against FLOPs (in M = raw / 2**20) as a PNG and, if `html_path` is given, an offline interactive HTML.
 
-    All points are grey; points whose key is in `front_keys` are red and joined by a step line in FLOPs order; points
-    with a label get a star marker and the label as text; a dashed vertical line marks the budget if given. Works for
-    any number of points including none. Returns the written paths (PNG first).
+    All points are grey; points whose key is in `front_keys` are red and joined by a step line in FLOPs order;
+    points with a label get a star marker, the label as text and the legend entry `marked`; a dashed vertical line
+    marks the budget if given. Works for any number of points including none. Returns the written paths (PNG first).
     """
     points = list(points)
     front = _front_in_order(points, front_keys)
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    written = [_png(points, front, budget_flops, title, png_path)]
+    written = [_png(points, front, budget_flops, title, png_path, marked)]
     if html_path is not None:
         html_path = Path(html_path)
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(_html(points, front, budget_flops, title, html_path))
+        written.append(_html(points, front, budget_flops, title, html_path, marked))
     return written

@@ -297,7 +297,9 @@ def ablation_plot(table: AblationTable, complexity: list[ComplexityRow], ap: dic
     ]
     front = {p.key for p in pareto_front([Point(p.key, p.ap, p.flops) for p in points])}
     title = f"{table.title} ({table.convention} FLOPs at {table.input_hw[0]}x{table.input_hw[1]})"
-    return pareto_plot(points, front, None, title, out / f"{table.name}.png", out / f"{table.name}.html")
+    return pareto_plot(
+        points, front, None, title, out / f"{table.name}.png", out / f"{table.name}.html", marked="table rows"
+    )
 
 
 def print_table(table: AblationTable, rows: list[dict], line: str) -> None:

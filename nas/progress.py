@@ -62,6 +62,19 @@ class SearchProgress(tune.Callback):
         self.started[trial.trial_id] = time.time()
         self._print(trials, f"start {trial.trial_id}", (trial.trial_id, "RUNNING"))
 
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        """One short line per finished epoch, so a long trial shows it is alive (and how fast it goes)."""
+        if "epoch" not in result or result.get("complete"):
+            return
+        elapsed = (time.time() - self.start) / 60
+        label = trial.config.get("row", {}).get("row") if isinstance(trial.config.get("row"), dict) else None
+        print(
+            f"[{elapsed:5.1f} min]   {trial.trial_id}{f' ({label})' if label else ''} epoch {result['epoch']}/"
+            f"{result.get('epochs_total', '?')} AP {result.get('ap', float('nan')):.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         if trial.trial_id in self.started:
             self.durations.append(time.time() - self.started.pop(trial.trial_id))

@@ -74,7 +74,9 @@ class SearchTracker(tune.Callback):
             genome = Genome.from_compact(config["genome"])
             name, own_tags = self.identity(config)
             tags = {"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id, "genome": config["genome"]}
-            run = self.client.create_run(self.experiment_id, tags={**tags, **own_tags}, run_name=name)
+            run = self.client.create_run(
+                self.experiment_id, tags={**tags, **own_tags}, run_name=name or f"trial {trial_id}"
+            )
             run_id = run.info.run_id
             now = int(time.time() * 1000)
             self.client.log_batch(
@@ -88,7 +90,7 @@ class SearchTracker(tune.Callback):
         return run_id
 
     def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
-        """Run name and tags that say what a trial is: a preset anchor or an Optuna sample, not yet on the front."""
+        """Run name (None: `trial <id>`) and tags that say what a trial is: a preset anchor or an Optuna sample."""
         preset = self.anchors.get(config["genome"])
         return preset, {"pareto": "false", **({"preset": preset} if preset else {})}
 
