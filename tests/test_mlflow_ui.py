@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -30,7 +31,8 @@ TRIALS = 3
 # The UI nests child runs under their collapsed parent when runs are sorted by date (its default); sorted by a
 # metric it lists every run flat, so every trial is in the table (the UI writes the same query when you sort).
 SORTED_BY_AP = "?orderByKey=metrics.%60ap%60&orderByAsc=false"
-WINDOW = "--window-size=1600,1000"  # tall enough for all rows: the table renders only the rows in view
+SIZE = (1600, 1000)  # tall enough for all rows: the table renders only the rows in view
+WINDOW = f"--window-size={SIZE[0]},{SIZE[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +152,30 @@ def test_runs_page_lists_the_search_and_its_trials(chromium, search, server, tmp
         from PIL import Image
 
         with Image.open(png) as image:
-            assert image.size == (1600, 1000)
+            assert image.size == SIZE
             # Not one colour, nor a spinner: the rendered table's anti-aliased text gives some 5,000 colours.
             assert len(image.convert("RGB").getcolors(1_000_000)) > 1000
     if os.environ.get("HRNAS_UPDATE_SCREENSHOT"):
         shutil.copyfile(png, os.environ["HRNAS_UPDATE_SCREENSHOT"])
+
+
+def test_compare_page_shows_genes_and_metrics_side_by_side(chromium, search, server, tmp_path):
+    """The UI's Compare view of the trials: every gene param and the ap / flops metrics, one column per run."""
+    summary, children = search["summary"], search["children"]
+    ids = [r.info.run_id for r in children]
+    query = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([summary["experiment_id"]])})
+    url = f"{server}/#/compare-runs?{query}"
+    dom = browse(chromium, tmp_path / "dom", url, "--dump-dom")
+    text = " ".join(re.sub(r"<[^>]*>", " ", dom).split())
+    for name in ("gene.width", "gene.block", "ap", "flops"):
+        assert name in text, (name, text[-3000:])
+    for run in children:
+        assert run.info.run_name in text
+    png = tmp_path / "compare.png"
+    browse(chromium, tmp_path / "shot", url, f"--screenshot={png}")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and png.stat().st_size > 20_000
+    if os.environ.get("HRNAS_UPDATE_SCREENSHOT"):
+        shutil.copyfile(png, Path(os.environ["HRNAS_UPDATE_SCREENSHOT"]).with_name("mlflow-compare.png"))
 
 
 @pytest.mark.parametrize(
