@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from search_space.ablation import TableError, available_tables, load_table, table_complexity
 from search_space.presets import load_preset
+from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "tests" / "data" / "coco-mini"
@@ -99,14 +100,14 @@ def test_ccw_and_fuse_rows():
         ("convention: flops\nrows: [{row: a, preset: litehrnet-18}]", "convention 'flops' unknown"),
     ],
 )
-def test_bad_tables_name_the_row_and_the_fix(tmp_path, text, message):
+def test_bad_tables_name_the_row_and_the_fix(tmp_path, capsys, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(TableError) as error:
         load_table(str(path))
     assert message in str(error.value) and str(path) in str(error.value)
-    done = ablate("--table", str(path), "--complexity-only")
-    assert done.returncode == 2 and message in done.stderr
+    code, _, err = run_script(capsys, "ablate", "--table", str(path), "--complexity-only")
+    assert code == 2 and message in err
 
 
 @pytest.mark.parametrize(
@@ -119,15 +120,15 @@ def test_bad_tables_name_the_row_and_the_fix(tmp_path, text, message):
         (["--data", "missing.json:nowhere"], "missing.json"),
     ],
 )
-def test_bad_options_fail_before_training(tmp_path, extra, message):
-    done = ablate("--table", "ccw", "--storage", str(tmp_path / "runs"), *extra)
-    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+def test_bad_options_fail_before_training(tmp_path, capsys, extra, message):
+    code, _, err = run_script(capsys, "ablate", "--table", "ccw", "--storage", str(tmp_path / "runs"), *extra)
+    assert code == 2 and message in err, err[-2000:]
     assert not (tmp_path / "runs" / "ablations").exists()
 
 
-def test_unknown_table_lists_the_tables():
-    done = ablate("--table", "nope", "--complexity-only")
-    assert done.returncode == 2 and "lite-hrnet" in done.stderr and "unknown table 'nope'" in done.stderr
+def test_unknown_table_lists_the_tables(capsys):
+    code, _, err = run_script(capsys, "ablate", "--table", "nope", "--complexity-only")
+    assert code == 2 and "lite-hrnet" in err and "unknown table 'nope'" in err
 
 
 def test_ablation_trains_every_row_into_mlflow_and_resumes_without_duplicates(tmp_path):

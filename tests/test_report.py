@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, hypervolume, pareto_front
+from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 M = 2**20
@@ -57,14 +58,14 @@ def store(tmp_path):
     return uri, client, (a, first, 300 * M), (b, second, 500 * M)
 
 
-def report(uri, tmp_path, *extra):
-    done = subprocess.run(
-        [sys.executable, "experiments/report.py", "--tracking-uri", uri, "--out", str(tmp_path / "out"), "--json",
-         *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done, json.loads(done.stdout.strip().splitlines()[-1])
+def run_report(capsys, *args):
+    return run_script(capsys, "report", *args)
+
+
+def report(capsys, uri, tmp_path, *extra):
+    code, out, err = run_report(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"), "--json", *extra)
+    assert code == 0, err[-3000:]
+    return out, json.loads(out.strip().splitlines()[-1])
 
 
 def expected_front(trials, budget):
@@ -73,9 +74,9 @@ def expected_front(trials, budget):
     return ok, pareto_front(ok)
 
 
-def test_report_two_searches_side_by_side(store, tmp_path):
+def test_report_two_searches_side_by_side(store, tmp_path, capsys):
     uri, client, (a, first, budget_a), (b, second, budget_b) = store
-    done, summary = report(uri, tmp_path)
+    out, summary = report(capsys, uri, tmp_path)
     assert [s["run_id"] for s in summary["searches"]] == [a, b]
     for s, trials, budget in ((summary["searches"][0], first, budget_a), (summary["searches"][1], second, budget_b)):
         _, front = expected_front(trials, budget)
@@ -91,15 +92,15 @@ def test_report_two_searches_side_by_side(store, tmp_path):
             hypervolume(front, (0.0, budget_b)) / budget_b, rel=1e-9
         )
         assert rows[run_id]["eligible"] == len(eligible)
-    assert "search A" in done.stdout and "search B" in done.stdout and "hypervolume" in done.stdout
+    assert "search A" in out and "search B" in out and "hypervolume" in out
     assert (tmp_path / "out" / a / "pareto.png").is_file() and (tmp_path / "out" / "hypervolume.md").is_file()
 
 
-def test_report_one_run_by_id_and_last(store, tmp_path):
+def test_report_one_run_by_id_and_last(store, tmp_path, capsys):
     uri, client, (a, *_), (b, *_) = store
-    _, by_id = report(uri, tmp_path, "--run", a)
+    _, by_id = report(capsys, uri, tmp_path, "--run", a)
     assert [s["run_id"] for s in by_id["searches"]] == [a]
-    _, last = report(uri, tmp_path, "--last", "1")
+    _, last = report(capsys, uri, tmp_path, "--last", "1")
     assert [s["run_id"] for s in last["searches"]] == [b]
 
 
@@ -110,22 +111,29 @@ def test_report_one_run_by_id_and_last(store, tmp_path):
         (["--last", "0"], "--last must be at least 1"),
     ],
 )
-def test_report_bad_input(store, tmp_path, args, message):
+def test_report_bad_input(store, capsys, args, message):
     uri, *_ = store
-    done = subprocess.run([sys.executable, "experiments/report.py", "--tracking-uri", uri, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 2 and message in done.stderr
+    code, _, err = run_report(capsys, "--tracking-uri", uri, *args)
+    assert code == 2 and message in err
 
 
-def test_report_without_a_store(tmp_path):
-    done = subprocess.run([sys.executable, "experiments/report.py", "--storage", str(tmp_path / "none")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 2 and "no MLflow store" in done.stderr
+def test_report_without_a_store(tmp_path, capsys):
+    code, _, err = run_report(capsys, "--storage", str(tmp_path / "none"))
+    assert code == 2 and "no MLflow store" in err
 
 
-def test_report_rejects_a_run_that_is_not_a_search(store, tmp_path):
+def test_report_rejects_a_run_that_is_not_a_search(store, capsys):
     uri, client, *_ = store
     other = client.create_run(client.get_experiment_by_name("hrnas-search").experiment_id, tags={"kind": "ablation"})
-    done = subprocess.run([sys.executable, "experiments/report.py", "--tracking-uri", uri, "--run",
-                           other.info.run_id], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 2 and "is not a search" in done.stderr
+    code, _, err = run_report(capsys, "--tracking-uri", uri, "--run", other.info.run_id)
+    assert code == 2 and "is not a search" in err
+
+
+def test_report_cli_end_to_end(store, tmp_path):
+    """Once as a real command, as a user runs it."""
+    uri, *_ = store
+    done = subprocess.run([sys.executable, "experiments/report.py", "--tracking-uri", uri, "--out",
+                           str(tmp_path / "cli"), "--json"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(json.loads(done.stdout.strip().splitlines()[-1])["comparison"]) == 2
