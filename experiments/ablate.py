@@ -12,14 +12,11 @@ Tables: lite-hrnet, ccw, dite-hrnet, fuse, reduction (experiments/configs/ablati
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from nas.ablation_run import AblationOptions, complexity_only, run_table
-from nas.driver import SearchError, describe_command
-from pose.coco import DataError
-from search_space.ablation import TableError, available_tables
-from search_space.genome import GenomeError
+from nas.driver import describe_command, run_command
+from search_space.ablation import available_tables
 
 DEFAULTS = AblationOptions(table="")
 
@@ -54,14 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     names = AblationOptions.__dataclass_fields__
     options = AblationOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     options.command = describe_command(argv, "ablate.py")
-    try:
-        summary = complexity_only(options) if args.complexity_only else run_table(options, resume=args.resume)
-    except (TableError, SearchError, GenomeError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    job = (lambda: complexity_only(options)) if args.complexity_only else (lambda: run_table(options, args.resume))
+    return run_command(job, args.json)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,18 @@ python experiments/search.py --budget 0.5G --resume                  # continue 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from nas.driver import (
     DEFAULT_SPACE,
     SCHEDULERS,
-    SearchError,
     SearchOptions,
     describe_command,
     options_from_args,
     run,
+    run_command,
 )
-from nas.gate import BudgetTooSmall
-from pose.coco import DataError
-from search_space.budget import BudgetError
 from search_space.complexity import CONVENTIONS
-from search_space.genome import GenomeError
-from search_space.space import SpaceError
 
 DEFAULTS = SearchOptions(budget="")
 
@@ -66,14 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
     options.command = describe_command(argv)
-    try:
-        summary = run(options, resume=args.resume)
-    except (SearchError, BudgetError, BudgetTooSmall, SpaceError, GenomeError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    return run_command(lambda: run(options, resume=args.resume), args.json)
 
 
 if __name__ == "__main__":

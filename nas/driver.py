@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,19 @@ def save_state(folder: Path, state: dict) -> None:
 def options_from_args(args: Any) -> SearchOptions:
     names = SearchOptions.__dataclass_fields__
     return SearchOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def run_command(job: Callable[[], dict], as_json: bool) -> int:
+    """Exit code of a command-line job: bad input (every input error here is a ValueError naming what is wrong and
+    the fix) is one `error:` line and 2; with --json the job's summary is the last line of the output."""
+    try:
+        summary = job()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(summary))
+    return 0
 
 
 def describe_command(argv: list[str], script: str = "search.py") -> str:
