@@ -24,7 +24,7 @@ from analysis.pareto import Point, pareto_front
 from analysis.plots import PlotPoint, pareto_plot
 from analysis.runs import child_runs
 from analysis.tables import to_terminal, write_tables
-from nas.driver import SearchError, check_ray_address, check_tracking_uri, code_version, local_store
+from nas.driver import SearchError, check_ray_address, check_tracking_uri, code_version, local_store, save_state
 from nas.progress import SearchProgress
 from nas.search_run import fit_on_ray, open_experiment, recipe_config
 from nas.tracking import SearchTracker
@@ -226,10 +226,8 @@ def run_table(options: AblationOptions, resume: bool = False) -> dict:
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment_id, parent_id = _parent_run(client, options, state, table, recipe)
-    folder.mkdir(parents=True, exist_ok=True)
-    _state_file(folder).write_text(
-        json.dumps({"options": asdict(options), "parent_run_id": parent_id, "experiment_id": experiment_id})
-    )
+    state = {"options": asdict(options), "parent_run_id": parent_id, "experiment_id": experiment_id}
+    save_state(folder, state, _state_file(folder))
     print(f"table {table.name}: {len(table.rows)} rows; {describe_recipe(recipe, options.data)}", file=sys.stderr)
     tracker = AblationTracker(tracking_uri, experiment_id, parent_id, table.name)
     concurrency = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)

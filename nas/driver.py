@@ -194,11 +194,13 @@ def load_state(options: SearchOptions) -> dict:
     return json.loads(path.read_text())
 
 
-def save_state(folder: Path, state: dict) -> None:
+def save_state(folder: Path, state: dict, path: Path | None = None) -> None:
+    """Write the state atomically (a kill mid-write leaves the old file), to `search.json` unless `path` is given."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = state_file(folder).with_suffix(".tmp")
+    path = path or state_file(folder)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1))
-    tmp.replace(state_file(folder))
+    tmp.replace(path)
 
 
 def options_from_args(args: Any) -> SearchOptions:
