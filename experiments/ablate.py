@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from nas.ablation_run import AblationOptions, complexity_only, run_table
-from nas.driver import describe_command, run_command
+from nas.driver import describe_command, options_from_args, run_command
 from search_space.ablation import available_tables
 
 DEFAULTS = AblationOptions(table="")
@@ -48,8 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    names = AblationOptions.__dataclass_fields__
-    options = AblationOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    options = options_from_args(args, AblationOptions)
     options.command = describe_command(argv, "ablate.py")
     job = (lambda: complexity_only(options)) if args.complexity_only else (lambda: run_table(options, args.resume))
     return run_command(job, args.json)

@@ -24,9 +24,9 @@ from analysis.pareto import Point, pareto_front
 from analysis.plots import PlotPoint, pareto_plot
 from analysis.runs import child_runs
 from analysis.tables import to_terminal, write_tables
-from nas.driver import SearchError, check_ray_address, check_tracking_uri, code_version, local_store, save_state
+from nas.driver import SearchError, check_ray_address, check_tracking_uri, local_store, save_state
 from nas.progress import SearchProgress
-from nas.search_run import fit_on_ray, open_experiment, recipe_config
+from nas.search_run import create_parent, fit_on_ray, open_experiment, recipe_config
 from nas.tracking import SearchTracker
 from pose.coco import absolute_data, parse_data
 from pose.synthetic import default_cache_dir, ensure_synthetic
@@ -176,11 +176,6 @@ def _parent_run(client: MlflowClient, options: AblationOptions, state: dict, tab
     experiment_id, resumed = open_experiment(client, options.experiment, options.storage, state)
     if resumed:
         return experiment_id, resumed
-    run = client.create_run(
-        experiment_id,
-        run_name=f"table {table.name}",
-        tags={"kind": "ablation", "table": table.name, "command": options.command, "code_version": code_version()},
-    )
     params = {
         "table": table.name,
         "table_file": str(table.path),
@@ -192,10 +187,10 @@ def _parent_run(client: MlflowClient, options: AblationOptions, state: dict, tab
         "seed": str(options.seed),
         "recipe": json.dumps(recipe, sort_keys=True),
     }
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, value)
-    client.log_artifact(run.info.run_id, str(table.path), "table")
-    return experiment_id, run.info.run_id
+    tags = {"kind": "ablation", "table": table.name, "command": options.command}
+    run_id = create_parent(client, experiment_id, f"table {table.name}", tags, params)
+    client.log_artifact(run_id, str(table.path), "table")
+    return experiment_id, run_id
 
 
 def row_configs(complexity: list[ComplexityRow]) -> list[dict]:

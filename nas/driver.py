@@ -203,9 +203,10 @@ def save_state(folder: Path, state: dict, path: Path | None = None) -> None:
     tmp.replace(path)
 
 
-def options_from_args(args: Any) -> SearchOptions:
-    names = SearchOptions.__dataclass_fields__
-    return SearchOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+def options_from_args(args: Any, options_class: type = SearchOptions) -> Any:
+    """The options dataclass filled from parsed arguments (the ones it has fields for and that were given)."""
+    names = options_class.__dataclass_fields__
+    return options_class(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 def run_command(job: Callable[[], dict], as_json: bool) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ray import tune
 
 from analysis.pareto import Point, pareto_front
+from nas.trial import flat_config
 from search_space.complexity import format_flops
 
 
@@ -67,7 +68,7 @@ class SearchProgress(tune.Callback):
         if "epoch" not in result or result.get("complete"):
             return
         elapsed = (time.time() - self.start) / 60
-        label = trial.config.get("row", {}).get("row") if isinstance(trial.config.get("row"), dict) else None
+        label = flat_config(trial.config).get("row")  # an ablation row's name; searches have none
         print(
             f"[{elapsed:5.1f} min]   {trial.trial_id}{f' ({label})' if label else ''} epoch {result['epoch']}/"
             f"{result.get('epochs_total', '?')} AP {result.get('ap', float('nan')):.3f}",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import ray
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -84,11 +85,6 @@ def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space:
     experiment_id, resumed = open_experiment(client, options.experiment, options.storage, state)
     if resumed:
         return experiment_id, resumed
-    run = client.create_run(
-        experiment_id,
-        run_name=f"search {options.budget} {space.name}",
-        tags={"kind": "search", "command": options.command, "code_version": code_version()},
-    )
     params = {
         "budget": options.budget,
         "budget_raw": str(budget.raw),
@@ -102,10 +98,17 @@ def parent_run(client: MlflowClient, options: SearchOptions, state: dict, space:
         "seed": str(options.seed),
         "scheduler": options.scheduler,
     }
-    for key, value in params.items():
-        client.log_param(run.info.run_id, key, value)
-    client.log_artifact(run.info.run_id, options.space, "space")
-    return experiment_id, run.info.run_id
+    tags = {"kind": "search", "command": options.command}
+    run_id = create_parent(client, experiment_id, f"search {options.budget} {space.name}", tags, params)
+    client.log_artifact(run_id, options.space, "space")
+    return experiment_id, run_id
+
+
+def create_parent(client: MlflowClient, experiment_id: str, name: str, tags: dict, params: dict) -> str:
+    """A parent run (search or ablation table) with its tags, the code version and its params in one batch."""
+    run = client.create_run(experiment_id, run_name=name, tags={**tags, "code_version": code_version()})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
 
 
 def execute(
