@@ -1,58 +1,8 @@
-"""Rebuild a paper's ablation table from genes: our exact #Params and FLOPs beside the published figures, and our
-proxy AP (every row trained under one short recipe, on Ray Tune, one MLflow run per row) beside the published AP.
+"""`python experiments/ablate.py ARGS` is `hrnas ablate ARGS` (the code is in hrnas/commands/ablate.py)."""
 
-python experiments/ablate.py --table lite-hrnet --complexity-only      # seconds: the complexity columns only
-python experiments/ablate.py --table lite-hrnet                        # train every row (synthetic data)
-python experiments/ablate.py --table ccw --epochs 8 --data /data/coco --input 256x192 --json
-python experiments/ablate.py --table my-table.yaml --resume            # continue a killed run of a table
-
-Tables: lite-hrnet, ccw, dite-hrnet, fuse, reduction (experiments/configs/ablations/), or any YAML in that format.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-from nas.ablation_run import AblationOptions, complexity_only, run_table
-from nas.driver import describe_command, options_from_args, run_command
-from search_space.ablation import available_tables
-
-DEFAULTS = AblationOptions(table="")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--table", required=True, help=f"{', '.join(available_tables())}, or a table YAML file")
-    p.add_argument("--data", default=DEFAULTS.data, help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per row (default: the table's)")
-    p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); "
-                   "complexity is counted at the table's input")  # fmt: skip
-    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"batch size (default {DEFAULTS.batch})")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
-    p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
-                   f"per row; rows run CPUs // this at a time (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
-    p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
-                   "<storage>/mlflow.db)")  # fmt: skip
-    p.add_argument("--experiment", default=DEFAULTS.experiment, help=f"MLflow experiment (default "
-                   f"{DEFAULTS.experiment})")  # fmt: skip
-    p.add_argument("--storage", default=DEFAULTS.storage, help=f"folder for runs (default {DEFAULTS.storage})")
-    p.add_argument("--resume", action="store_true", help="continue the killed run of this --table/--storage")
-    p.add_argument("--json", action="store_true", help="last line: one JSON object with a 'rows' list")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    options = options_from_args(args, AblationOptions)
-    options.command = describe_command(argv, "ablate.py")
-    job = (lambda: complexity_only(options)) if args.complexity_only else (lambda: run_table(options, args.resume))
-    return run_command(job, args.json)
-
+from hrnas.commands.ablate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,10 +28,9 @@ from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.budget import parse_budget
 from search_space.complexity import CONVENTIONS, check_input_size, parse_input_size
 from search_space.presets import PRESETS, load_preset
-from search_space.space import SearchSpace, SpaceError
+from search_space.space import DEFAULT_SPACE, SearchSpace, SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPACE = ROOT / "experiments" / "configs" / "default.yaml"
 
 
 class SearchError(ValueError):

@@ -1,6 +1,6 @@
 """Ablation tables as data: each row is a preset, optionally with genes switched, beside its published figures.
 
-A table is a YAML file (`experiments/configs/ablations/NAME.yaml`):
+A table is a YAML file (`search_space/ablations/NAME.yaml`, shipped as package data):
 
     name: ccw
     title: ...
@@ -32,7 +32,7 @@ from search_space.complexity import CONVENTIONS, format_flops, format_params, ge
 from search_space.genome import Genome, GenomeError
 from search_space.presets import PRESETS, load_preset
 
-TABLE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "ablations"
+TABLE_DIR = Path(__file__).resolve().parent / "ablations"  # package data: ships with a non-editable install
 PRINTING = {"round": False, "truncate": True}  # printing habit -> format_* truncate flag
 PUBLISHED_KEYS = ("params", "flops", "ap")
 TABLE_KEYS = {"name", "title", "source", "input", "convention", "printing", "epochs", "rows", "note"}

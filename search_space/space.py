@@ -22,6 +22,8 @@ from search_space.genome import Genome, GenomeError, check_value
 from search_space.presets import load_architecture
 
 PARAM_PREFIX = "gene."
+# The default space ships as package data, so a non-editable install finds it from any folder.
+DEFAULT_SPACE = Path(__file__).resolve().parent / "spaces" / "default.yaml"
 # Genes along which the complexity only grows (+1) or only shrinks (-1) as the value grows: the cheapest genome
 # of a space takes their cheapest value, so finding it needs no enumeration along them.
 MONOTONE: dict[str, int] = {"width": 1, "modules": 1, "blocks": 1, "cross_ratio": -1, "within_ratio": -1}

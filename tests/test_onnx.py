@@ -1,6 +1,5 @@
 """ONNX export (experiments/export.py): every preset and some hybrids run in onnxruntime as in PyTorch (1e-4)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("export_cli", ROOT / "experiments" / "export.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export = _load_cli()
+from hrnas.commands import export  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

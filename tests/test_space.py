@@ -7,10 +7,10 @@ import pytest
 from search_space.genes import WEIGHTING_ONLY
 from search_space.genome import GenomeError
 from search_space.presets import PRESETS, load_preset
-from search_space.space import SearchSpace, SpaceError, decode, encode
+from search_space.space import DEFAULT_SPACE, SearchSpace, SpaceError, decode, encode
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "experiments" / "configs" / "default.yaml"
+DEFAULT = DEFAULT_SPACE
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""hrnas: architecture search and ablation of lightweight high-resolution pose networks (the `hrnas` command)."""

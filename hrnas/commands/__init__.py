@@ -1,0 +1,1 @@
+"""One module per `hrnas` subcommand, each with `build_parser()` and `main(argv) -> exit code`."""

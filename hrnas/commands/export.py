@@ -1,0 +1,195 @@
+"""Export a preset or genome to ONNX (batch of 1, fixed input size), optionally checked in onnxruntime.
+
+python experiments/export.py --arch litehrnet-18 --out litehrnet-18.onnx --check
+python experiments/export.py --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
+python experiments/export.py --arch genome.yaml --exporter dynamo --opset 18
+
+The default exporter is the TorchScript one (`torch.onnx.export(..., dynamo=False)`): it exports every genome
+and is several times faster than the torch.export-based one (`--exporter dynamo`), which also works.
+The batch axis is fixed: Dite-HRNet's dynamic kernels run as one grouped conv whose group count is
+batch x channels, an attribute that ONNX cannot leave symbolic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
+from search_space.complexity import parse_input_size
+from search_space.genome import Genome, GenomeError
+from search_space.presets import PRESETS, add_architecture_arguments, architecture_from_args
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "heatmaps"
+# Opsets each exporter writes natively: the TorchScript exporter up to 20 (nearest resize needs 11),
+# the torch.export-based one from 18 (lower versions go through a lossy version converter).
+OPSETS = {"torchscript": (11, 20, 17), "dynamo": (18, 23, 18)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_architecture_arguments(parser)
+    parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
+    parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
+    parser.add_argument("--out", help="output .onnx path (default <arch>-<H>x<W>.onnx in the current directory)")
+    parser.add_argument(
+        "--exporter",
+        default="torchscript",
+        choices=list(OPSETS),
+        help="torch.onnx.export path: torchscript (dynamo=False, default) or dynamo (torch.export-based)",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset ("
+        + ", ".join(f"{name} {lo}-{hi}, default {default}" for name, (lo, hi, default) in OPSETS.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--init",
+        default="random",
+        choices=["random", "official"],
+        help="weights: PyTorch's default init with the final conv scaled to heatmaps of order 1 (default; makes "
+        "--check meaningful), or the official init_weights (conv N(0, 0.001): heatmaps near 1e-15)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the --check input")
+    parser.add_argument("--check", action="store_true", help="run the file in onnxruntime and compare with PyTorch")
+    parser.add_argument("--atol", type=float, default=1e-4, help="--check fails (exit 1) above this max abs diff")
+    return parser
+
+
+def default_out(arch: str, input_hw: tuple[int, int]) -> Path:
+    name = arch if arch in PRESETS else Path(arch).stem if "=" not in arch else "genome"
+    return Path(f"{name}-{input_hw[0]}x{input_hw[1]}.onnx")
+
+
+def build_model(
+    genome: Genome, joints: int, input_hw: tuple[int, int], init: str = "random", seed: int = 0
+) -> nn.Module:
+    """The eval-mode network with the official init, or random weights and heatmaps of order 1.
+
+    `random`: PyTorch's default init, then the final 1x1 conv divided by the largest heatmap value on a random
+    input. Untouched, the deeper presets put out values in the hundreds (ditehrnet-30), where float32 rounding
+    alone exceeds a 1e-4 absolute comparison; trained heatmaps peak near 1.
+    """
+    torch.manual_seed(seed)
+    model = PoseNet(genome.resolve(joints)).eval()
+    if init == "official":
+        return init_weights(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        peak = model(torch.randn(1, 3, *input_hw, generator=generator)).abs().max()
+        final = model.keypoint_head.final_layer
+        final.weight /= peak
+        final.bias /= peak
+    return model
+
+
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, out: Path, exporter: str = "torchscript", opset: int | None = None
+) -> None:
+    """Write `model` (eval mode) to `out` as one self-contained ONNX file with a fixed input shape.
+
+    What is traced is a copy in the reference configuration (contiguous NCHW, the official grouped formulation of
+    the dynamic kernels): the same function, without the channels-last fast paths, whose custom autograd Functions
+    and complex-pair interleaving neither exporter can write. `model` itself is left as it is.
+    """
+    opset = OPSETS[exporter][2] if opset is None else opset
+    model = prepare_for_training(copy.deepcopy(model), fast=False).eval()
+    example = prepare_input(example, fast=False)
+    common = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": opset}
+    # Known noise: the TorchScript exporter is deprecated (DeprecationWarning), the tracer warns about
+    # shape-derived ints (constants here: the input shape is fixed), the dynamo one logs missing torchvision ops.
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    with warnings.catch_warnings(), torch.no_grad():
+        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        registration_log.setLevel(logging.ERROR)
+        try:
+            if exporter == "torchscript":
+                torch.onnx.export(model, (example,), str(out), dynamo=False, **common)
+            else:
+                program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, **common)
+                program.save(str(out), external_data=False)
+        finally:
+            registration_log.setLevel(level)
+
+
+def describe(path: Path) -> list[tuple[str, str, list[int | str], str]]:
+    """(role, name, shape, element type) of every graph input and output of an ONNX file."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    rows = []
+    for role, values in (("input", graph.input), ("output", graph.output)):
+        for v in values:
+            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+            rows.append((role, v.name, dims, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name))
+    return rows
+
+
+def run_onnxruntime(path: Path, x: torch.Tensor) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def max_abs_diff(model: nn.Module, path: Path, x: torch.Tensor) -> tuple[float, float]:
+    """Max abs difference between onnxruntime and PyTorch on `x`, and the max abs PyTorch output (its scale)."""
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = run_onnxruntime(path, x)
+    if got.shape != expected.shape:
+        raise AssertionError(f"onnxruntime output shape {got.shape} != PyTorch {expected.shape}")
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        genome = architecture_from_args(args)
+        input_hw = parse_input_size(args.input)
+        if args.joints < 1:
+            raise ValueError(f"--joints {args.joints}: need at least one joint")
+        low, high, _ = OPSETS[args.exporter]
+        if args.opset is not None and not low <= args.opset <= high:
+            raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
+    except (GenomeError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_out(args.arch, input_hw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(genome, args.joints, input_hw, args.init, args.seed)
+    # Not zeros: with the official init a zero image drives activations into float32 denormals (~80x slower).
+    example = torch.randn(1, 3, *input_hw, generator=torch.Generator().manual_seed(args.seed))
+    export_onnx(model, example, out, args.exporter, args.opset)
+    opset = args.opset or OPSETS[args.exporter][2]
+    print(f"{out}  ({args.exporter} exporter, opset {opset}, {out.stat().st_size / 2**20:.1f} MiB)")
+    print(f"  {genome.compact()}")
+    for role, name, shape, dtype in describe(out):
+        print(f"  {role:<6} {name:<9} {shape} {dtype}")
+    if args.check:
+        generator = torch.Generator().manual_seed(args.seed + 1)  # not the input that scaled the weights
+        x = torch.randn(1, 3, *input_hw, generator=generator)
+        diff, scale = max_abs_diff(model, out, x)
+        verdict = "ok" if diff <= args.atol else f"FAILED (> {args.atol:g})"
+        print(f"  check  onnxruntime vs PyTorch: max abs diff {diff:.3g} (outputs up to {scale:.3g}) {verdict}")
+        if diff > args.atol:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Short top-down COCO keypoint training of one architecture, scored by COCOeval.
+
+python experiments/train.py --arch litehrnet-18                       # synthetic default data
+python experiments/train.py --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
+python experiments/train.py --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from analysis.curves import plot_training_curves
+from pose.coco import DataError, parse_data
+from pose.dataset import AUGMENTATIONS
+from pose.decode import DECODERS
+from pose.losses import LOSSES
+from pose.train import Recipe, load_data, train
+from search_space.complexity import parse_input_size
+from search_space.genome import GenomeError
+from search_space.presets import add_architecture_arguments, architecture_from_args
+
+DEFAULT = Recipe()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_architecture_arguments(p)
+    p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR (default synthetic)")
+    p.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (default: the data's val split)")
+    p.add_argument(
+        "--val-boxes",
+        default=None,
+        metavar="DETECTIONS.json",
+        help="validate on the person boxes of a COCO detections file instead of ground-truth boxes",
+    )
+    p.add_argument("--box-threshold", type=float, default=0.0, help="detection score threshold (default 0.0)")
+    p.add_argument("--input", default="x".join(map(str, DEFAULT.input_hw)), help="crop size HxW, multiples of 32")
+    p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    p.add_argument("--batch", type=int, default=DEFAULT.batch)
+    p.add_argument("--lr", type=float, default=DEFAULT.lr)
+    p.add_argument("--loss", choices=list(LOSSES), default=DEFAULT.loss, help=f"heatmap loss (default {DEFAULT.loss})")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT.sigma,
+        help="target Gaussian sigma in heatmap pixels "
+        "(default: 2 at a 48-pixel-wide heatmap, scaled with the heatmap width, at least 1.5)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=list(AUGMENTATIONS),
+        default="short",
+        help="short (default: flip, scale, rotation 10), published (+ half-body, rotation 30), none",
+    )
+    p.add_argument(
+        "--decode",
+        choices=list(DECODERS),
+        default=DEFAULT.decode,
+        help=f"sub-pixel peak: quarter offset or taylor step (default {DEFAULT.decode})",
+    )
+    p.add_argument("--seed", type=int, default=DEFAULT.seed)
+    p.add_argument("--threads", type=int, default=DEFAULT.threads)
+    p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
+    p.add_argument("--out", default=None, help="folder for checkpoint.pt and result.json; an existing one resumes")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        genome = architecture_from_args(args)
+        recipe = replace(
+            DEFAULT,
+            input_hw=parse_input_size(args.input),
+            epochs=args.epochs,
+            batch=args.batch,
+            lr=args.lr,
+            seed=args.seed,
+            threads=args.threads,
+            flip_test=not args.no_flip_test,
+            loss=args.loss,
+            sigma=args.sigma,
+            augment=AUGMENTATIONS[args.augment],
+            decode=args.decode,
+        )
+        if recipe.sigma is not None and recipe.sigma <= 0:
+            raise ValueError(f"--sigma must be positive, got {recipe.sigma}")
+        for name in ("epochs", "batch", "threads"):
+            if getattr(recipe, name) < 1:
+                raise ValueError(f"--{name} must be at least 1")
+        boxes = Path(args.val_boxes) if args.val_boxes else None
+        data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
+    except (GenomeError, DataError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.arch}: {genome.compact()}", file=sys.stderr)
+    print(
+        f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons; "
+        f"skipped: train {data.skipped['train']}, val {data.skipped['val']}",
+        file=sys.stderr,
+    )
+    out = Path(args.out) if args.out else None
+    result = train(genome, data, recipe, out)
+    summary = {k: v for k, v in result.items() if k != "history"}
+    summary.update(arch=args.arch, genome=genome.compact(), input=args.input, data=data.description)
+    if out is not None:
+        (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
+        plot_training_curves(result["history"], out / "curves.png", f"{args.arch} on {data.description}", recipe.loss)
+    print(f"\n{'metric':<8} value")
+    for key in ("ap", "ap50", "ap75", "apm", "apl", "ar"):
+        value = summary.get(key)
+        print(f"{key:<8} {'n/a' if value is None else f'{value:.3f}'}")
+    print(f"{'epochs':<8} {summary['epochs']}\n{'seconds':<8} {summary['train_seconds']:.0f} (training only)")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
