@@ -125,6 +125,12 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
+def register_rule(module_type: type, formulas: dict[str, Formula]) -> None:
+    """Count `module_type` by `formulas` (convention name -> formula); a gene's new module brings its own rule."""
+    for name, formula in formulas.items():
+        convention(name).formulas[module_type] = formula
+
+
 def convention(name: str) -> Convention:
     if name not in CONVENTIONS:
         raise ValueError(f"unknown FLOPs convention {name!r}; choose one of {', '.join(CONVENTIONS)}")
