@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import logging
 import sys
 import warnings
@@ -178,6 +179,8 @@ def export_command(args: argparse.Namespace) -> None:
     low, high, _ = OPSETS[args.exporter]
     if args.opset is not None and not low <= args.opset <= high:
         raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
+    if args.check and importlib.util.find_spec("onnxruntime") is None:
+        raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
     out = check_writable(Path(args.out) if args.out else default_out(args.arch, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
 
