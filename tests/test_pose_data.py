@@ -14,7 +14,7 @@ from pose.coco import DataError, absolute_data, detected_people, ground_truth_pe
 from pose.dataset import NO_AUGMENT, Augment, ImageCache, TopDownDataset
 from pose.decode import argmax_quarter_offset, to_image_coordinates
 from pose.evaluate import Prediction, coco_keypoint_stats, rescore, to_results
-from pose.geometry import FLIP_PAIRS, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
+from pose.geometry import COCO_KEYPOINTS, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from pose.targets import gaussian_heatmaps
 
@@ -116,7 +116,8 @@ def test_flip_swaps_left_and_right(mini):
     img_p, hm_p, w_p, _ = (t.numpy() if hasattr(t, "numpy") else t for t in plain[0])
     assert np.allclose(img_f, img_p[:, :, ::-1])
     perm = flip_permutation()
-    assert all(perm[a] == b and perm[b] == a for a, b in FLIP_PAIRS)
+    mirrored = [n.replace("left", "LEFT").replace("right", "left").replace("LEFT", "right") for n in COCO_KEYPOINTS]
+    assert [COCO_KEYPOINTS[j] for j in perm] == mirrored  # each joint's left/right twin by name (nose stays)
     np.testing.assert_allclose(w_f, w_p[perm])
     for j in range(17):
         if w_p[j] > 0:
