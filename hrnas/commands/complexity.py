@@ -1,7 +1,7 @@
 """Parameters and FLOPs of a preset or genome, in a named convention.
 
-python experiments/complexity.py --arch litehrnet-18 --json
-python experiments/complexity.py --arch ditehrnet-18 --gene kernels=[1,1,1,1] --input 384x288
+hrnas complexity --arch litehrnet-18 --json
+hrnas complexity --arch ditehrnet-18 --gene kernels=[1,1,1,1] --input 384x288
 """
 
 from __future__ import annotations

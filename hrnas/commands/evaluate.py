@@ -1,6 +1,6 @@
 """Score a COCO keypoint results file with the project's evaluation (pycocotools COCOeval, keypoints).
 
-python experiments/evaluate.py --data person_keypoints_val2017.json:val2017 --predictions results.json
+hrnas evaluate --data person_keypoints_val2017.json:val2017 --predictions results.json
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Export a preset or genome to ONNX (batch of 1, fixed input size), optionally checked in onnxruntime.
 
-python experiments/export.py --arch litehrnet-18 --out litehrnet-18.onnx --check
-python experiments/export.py --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
-python experiments/export.py --arch genome.yaml --exporter dynamo --opset 18
+hrnas export --arch litehrnet-18 --out litehrnet-18.onnx --check
+hrnas export --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
+hrnas export --arch genome.yaml --exporter dynamo --opset 18
 
 The default exporter is the TorchScript one (`torch.onnx.export(..., dynamo=False)`): it exports every genome
 and is several times faster than the torch.export-based one (`--exporter dynamo`), which also works.

@@ -1,8 +1,8 @@
 """Short top-down COCO keypoint training of one architecture, scored by COCOeval.
 
-python experiments/train.py --arch litehrnet-18                       # synthetic default data
-python experiments/train.py --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
-python experiments/train.py --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
+hrnas train --arch litehrnet-18                       # synthetic default data
+hrnas train --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
+hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
 """
 
 from __future__ import annotations
