@@ -81,6 +81,7 @@ def test_check_writable_accepts_new_nested_paths_without_creating_them(tmp_path)
         (export, ["--arch", "litehrnet-18", "--input", "100x96"], "100x96"),
         (train, ["--arch", "litehrnet-18", "--epochs", "0"], "--epochs must be at least 1"),
         (train, ["--arch", "litehrnet-18", "--data", str(ANN) + ":nowhere"], "nowhere"),
+        (train, ["--arch", "litehrnet-18", "--val-boxes", "no-detections.json"], "no-detections.json"),
         (evaluate, ["--data", str(ANN), "--predictions", "missing.json"], "missing.json does not exist"),
     ],
 )

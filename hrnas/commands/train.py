@@ -16,7 +16,7 @@ from pathlib import Path
 from analysis.curves import plot_training_curves
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
-from pose.coco import parse_data
+from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
 from pose.losses import LOSSES
@@ -105,6 +105,8 @@ def train_command(args: argparse.Namespace) -> dict:
     recipe = recipe_from_args(args)
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
     boxes = Path(args.val_boxes) if args.val_boxes else None
+    if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
+        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
     data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
     print(f"{args.arch}: {genome.compact()}", file=sys.stderr)
     print(
