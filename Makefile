@@ -1,6 +1,6 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make search            the main job (architecture search on the embedded defaults)
-#   make test              lint + the test suite
+#   make test              lint + the test suite (installs what the tests need, Debian's chromium included)
 # TORCH_SPEC pins the CPU build that this machine has on disk; elsewhere pick your own, e.g.
 #   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 
@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BUDGET ?= 0.5GFLOPs
 ARGS ?=
 
-.PHONY: search test setup
+.PHONY: search test setup browser
 
 setup: $(VENV)/.installed
 
@@ -20,10 +20,27 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[test]"
 	touch $@
 
+# tests/test_mlflow_ui.py drives a headless Debian chromium against a real MLflow server. Nothing to do when a
+# chromium is on PATH; otherwise apt-get installs it, as root or through sudo.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "error: tests/test_mlflow_ui.py needs chromium on PATH and this machine has no apt-get: install" \
+			"chromium with its package manager, then run make test again" >&2; exit 2; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else \
+		echo "error: tests/test_mlflow_ui.py needs chromium on PATH; installing it needs root: run" \
+			"'apt-get install -y chromium' as root (or make test as root, or with sudo installed), then make test" >&2; \
+		exit 2; \
+	fi; \
+	echo "installing Debian's chromium for tests/test_mlflow_ui.py: $$sudo apt-get install chromium"; \
+	$$sudo apt-get update -q && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+
 search: setup
 	$(VENV)/bin/python experiments/search.py --budget $(BUDGET) $(ARGS)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q

@@ -9,6 +9,7 @@ person_keypoints JSON, into a cache folder keyed by the generator version and se
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -64,18 +65,30 @@ def default_cache_dir() -> Path:
 
 
 def ensure_synthetic(config: SyntheticConfig | None = None, cache: Path | None = None) -> Path:
-    """Generate the data set once (atomically) and return its folder."""
+    """Generate the data set once and return its folder; safe when several processes start at once.
+
+    The first process to take the lock file generates into a private temporary folder and renames it into place
+    with its DONE marker inside; the others wait on the lock, then find the finished set. A finished set is never
+    deleted or rewritten, so a process reading it is never disturbed; a killed generator leaves only its
+    temporary folder, which the next one removes.
+    """
     config = config or SyntheticConfig()
     root = (cache or default_cache_dir()) / config.key()
     if (root / "DONE").is_file():
         return root
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, count, offset in (("train", config.train_images, 0), ("val", config.val_images, 10**6)):
-        write_split(tmp, split, count, config, offset)
-    (tmp / "DONE").write_text(json.dumps(asdict(config)))
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if (root / "DONE").is_file():
+            return root  # made by the process that held the lock before us
+        for stale in root.parent.glob(root.name + ".tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed generator: no live one without the lock
+        shutil.rmtree(root, ignore_errors=True)  # no DONE: not a finished set
+        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+        for split, count, offset in (("train", config.train_images, 0), ("val", config.val_images, 10**6)):
+            write_split(tmp, split, count, config, offset)
+        (tmp / "DONE").write_text(json.dumps(asdict(config)))
+        tmp.rename(root)
     return root
 
 

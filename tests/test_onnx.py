@@ -1,20 +1,11 @@
 """ONNX export (experiments/export.py): every preset and some hybrids run in onnxruntime as in PyTorch (1e-4)."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from hrnas.commands import export
 from search_space.genome import parse_gene_override
 from search_space.presets import PRESETS, load_architecture
-
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-from hrnas.commands import export  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

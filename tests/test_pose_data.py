@@ -1,17 +1,20 @@
 """COCO-format data path: targets, flips, affine round trip, decoding, evaluation on real COCO images, errors."""
 
 import json
+import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pose.coco import DataError, absolute_data, detected_people, ground_truth_people, load_coco, parse_data
-from pose.dataset import NO_AUGMENT, Augment, TopDownDataset
+from pose.dataset import NO_AUGMENT, Augment, ImageCache, TopDownDataset
 from pose.decode import argmax_quarter_offset, to_image_coordinates
 from pose.evaluate import Prediction, coco_keypoint_stats, rescore, to_results
-from pose.geometry import FLIP_PAIRS, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
+from pose.geometry import COCO_KEYPOINTS, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from pose.targets import gaussian_heatmaps
 
@@ -113,7 +116,8 @@ def test_flip_swaps_left_and_right(mini):
     img_p, hm_p, w_p, _ = (t.numpy() if hasattr(t, "numpy") else t for t in plain[0])
     assert np.allclose(img_f, img_p[:, :, ::-1])
     perm = flip_permutation()
-    assert all(perm[a] == b and perm[b] == a for a, b in FLIP_PAIRS)
+    mirrored = [n.replace("left", "LEFT").replace("right", "left").replace("LEFT", "right") for n in COCO_KEYPOINTS]
+    assert [COCO_KEYPOINTS[j] for j in perm] == mirrored  # each joint's left/right twin by name (nose stays)
     np.testing.assert_allclose(w_f, w_p[perm])
     for j in range(17):
         if w_p[j] > 0:
@@ -151,6 +155,58 @@ def test_synthetic_has_all_visibility_kinds(tmp_path):
     flags = np.concatenate([np.asarray(x["keypoints"]).reshape(-1, 3)[:, 2] for x in coco.dataset["annotations"]])
     assert {0, 1, 2} <= set(flags.tolist())
     assert max(len(coco.getAnnIds(imgIds=[i])) for i in coco.imgs) > 1  # several people per image
+
+
+def _generate(cache: str, barrier, results) -> None:
+    """One of several processes asking for the same synthetic set at the same moment."""
+    barrier.wait()
+    root = ensure_synthetic(SyntheticConfig(train_images=4, val_images=2, seed=5), Path(cache))
+    results.put((str(root), os.stat(root).st_ino))
+
+
+def test_concurrent_generation_makes_one_set_and_never_replaces_it(tmp_path):
+    """Three processes start on one empty cache: all get the same complete set, generated once and never replaced
+    (a replaced folder has a new inode, which a process that already returned it would no longer be reading)."""
+    cache = tmp_path / "cache"
+    (cache / (SyntheticConfig(train_images=4, val_images=2, seed=5).key() + ".tmp999999")).mkdir(parents=True)
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(3), context.Queue()
+    workers = [context.Process(target=_generate, args=(str(cache), barrier, results)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    answers = {results.get(timeout=10) for _ in workers}
+    assert len(answers) == 1  # one folder, one inode: the first finished set is the one every process uses
+    root = Path(next(iter(answers))[0])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([root.name, root.name + ".lock"])  # no temporaries
+    alone = ensure_synthetic(SyntheticConfig(train_images=4, val_images=2, seed=5), tmp_path / "alone")
+    files = sorted(p.relative_to(alone) for p in alone.rglob("*") if p.is_file())
+    assert len(files) == 4 + 2 + 2 + 1  # images, two annotation files, DONE
+    assert sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()) == files
+    assert all((root / f).read_bytes() == (alone / f).read_bytes() for f in files)
+
+
+def test_image_cache_evicts_least_recently_used_past_its_byte_limit(tmp_path):
+    paths = {}
+    for name, side in (("a", 10), ("b", 10), ("c", 10), ("d", 10), ("big", 20)):
+        paths[name] = tmp_path / f"{name}.png"
+        Image.new("RGB", (side, side), (side, 0, 0)).save(paths[name])
+    cache = ImageCache(max_bytes=2 * 10 * 10 * 3)  # room for two 10x10 images
+    for name in ("a", "b", "c"):
+        cache.get(paths[name])
+    assert list(cache.images) == [paths["b"], paths["c"]] and cache.bytes == 600  # a, the oldest, went
+    cache.get(paths["b"])  # a hit makes b the most recent
+    cache.get(paths["d"])
+    assert list(cache.images) == [paths["b"], paths["d"]]  # c went, not b
+    rng = np.random.default_rng(0)
+    for name in rng.choice(["a", "b", "c", "d"], 30):
+        image = cache.get(paths[name])
+        assert image.size == (10, 10) and list(cache.images)[-1] == paths[name]
+        assert cache.bytes == sum(i.width * i.height * 3 for i in cache.images.values()) <= cache.max_bytes
+    assert cache.get(paths["big"]).size == (20, 20)  # larger than the limit alone: kept, everything else dropped
+    assert list(cache.images) == [paths["big"]] and cache.bytes == 1200
 
 
 # ---- bad input -------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pose.coco import parse_data
-from pose.dataset import AUGMENTATIONS, NO_AUGMENT, Augment
+from pose.dataset import AUGMENTATIONS, NO_AUGMENT
 from pose.losses import weighted_mse
 from pose.train import Recipe, learning_rate, load_data, train
 from search_space.presets import load_preset
@@ -96,9 +96,14 @@ def test_weights_blown_up_in_the_last_step_are_caught_before_scoring(mini_data):
         train(TINY, mini_data, replace(RECIPE, epochs=1, batch=16, lr=float("inf"), warmup_iters=0), quiet=True)
 
 
-def test_augmentation_is_part_of_the_recipe():
-    assert Recipe().augment == AUGMENTATIONS["short"] and AUGMENTATIONS["published"] == Augment()
-    assert Recipe().augment.half_body == 0 and NO_AUGMENT.flip == 0
+def test_augmentation_is_part_of_the_recipe(mini_data, tmp_path):
+    """The recipe's augmentation changes what is trained, and a checkpoint of another augmentation is refused."""
+    plain = replace(RECIPE, epochs=1, augment=NO_AUGMENT)
+    augmented = replace(plain, augment=AUGMENTATIONS["published"])
+    loss = train(TINY, mini_data, plain, out_dir=tmp_path, quiet=True)["loss"]
+    assert train(TINY, mini_data, augmented, quiet=True)["loss"] != loss
+    with pytest.raises(ValueError, match="different genome, recipe or data"):
+        train(TINY, mini_data, augmented, out_dir=tmp_path, quiet=True)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -121,6 +126,28 @@ def test_train_cli_end_to_end_on_real_coco_images(tmp_path):
     assert "epoch 1/1" in done.stderr and "12 train / 12 val persons" in done.stderr
     assert json.loads((out / "result.json").read_text())["history"][0]["epoch"] == 1
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_train_cli_validates_on_the_boxes_of_a_detections_file(tmp_path):
+    """--val-boxes: the val persons are the detections at or above --box-threshold, not the ground-truth persons."""
+    annotations = json.loads((MINI / "test_coco.json").read_text())["annotations"]
+    kept = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+            for a in annotations if a["image_id"] in (785, 40083)]  # fmt: skip
+    junk = [
+        {"image_id": 197388, "category_id": 1, "bbox": [10.0 * i, 10.0, 50.0, 90.0], "score": 0.2} for i in range(3)
+    ]
+    boxes = tmp_path / "detections.json"
+    boxes.write_text(json.dumps(kept + junk))
+    done = run_cli(
+        "--arch", "litehrnet-18", "--gene", "width=8", "--gene", "modules=[1,1,1]", "--data", MINI_DATA,
+        "--input", "64x64", "--epochs", "1", "--batch", "4", "--val-boxes", str(boxes), "--box-threshold", "0.5",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(kept) == 4 and f"12 train / {len(kept)} val persons" in done.stderr  # ground truth: 12 val persons
+    assert "val 3 detections below score 0.5" in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert f"val boxes {boxes} (score >= 0.5)" in summary["data"] and 0.0 <= summary["ap"] <= 1.0
 
 
 @pytest.mark.parametrize(

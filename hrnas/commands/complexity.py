@@ -1,22 +1,21 @@
 """Parameters and FLOPs of a preset or genome, in a named convention.
 
-python experiments/complexity.py --arch litehrnet-18 --json
-python experiments/complexity.py --arch ditehrnet-18 --gene kernels=[1,1,1,1] --input 384x288
+hrnas complexity --arch litehrnet-18 --json
+hrnas complexity --arch ditehrnet-18 --gene kernels=[1,1,1,1] --input 384x288
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from hrnas.errors import Parser, run_command
 from search_space.complexity import CONVENTIONS, format_flops, format_params, genome_complexity, parse_input_size
-from search_space.genome import GenomeError
 from search_space.presets import add_architecture_arguments, architecture_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="hrnas complexity", description=__doc__)
     add_architecture_arguments(parser)
     parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
     parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
@@ -32,14 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        genome = architecture_from_args(args)
-        input_hw = parse_input_size(args.input)
-        if args.joints < 1:
-            raise ValueError(f"--joints {args.joints}: need at least one joint")
-    except (GenomeError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: complexity(args), args.json)
+
+
+def complexity(args: argparse.Namespace) -> dict:
+    """Count, print the table (without --json) and return the record."""
+    genome = architecture_from_args(args)
+    input_hw = parse_input_size(args.input)
+    if args.joints < 1:
+        raise ValueError(f"--joints {args.joints}: need at least one joint")
     result = genome_complexity(genome, input_hw, args.joints)
     flops = result.flops[args.convention]
     printed = format_flops(flops, args.convention, truncate=args.truncate)
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_conventions": result.flops,
         "torchstat_params": result.torchstat_params,
     }
-    if args.json:
-        print(json.dumps(record))
-    else:
+    if not args.json:
         print(f"{args.arch}  ({genome.compact()})")
         print(f"  input {record['input']}, {args.joints} joints")
         print(f"  params   {result.params:>15,}  ({record['params_printed']})")
@@ -67,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             mark = "*" if name == args.convention else " "
             print(f" {mark}{name:<10} {value:>15,}  ({format_flops(value, name, truncate=args.truncate)})")
         print(f"  * {CONVENTIONS[args.convention].description}")
-    return 0
+    return record
 
 
 if __name__ == "__main__":

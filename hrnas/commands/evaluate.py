@@ -1,6 +1,6 @@
 """Score a COCO keypoint results file with the project's evaluation (pycocotools COCOeval, keypoints).
 
-python experiments/evaluate.py --data person_keypoints_val2017.json:val2017 --predictions results.json
+hrnas evaluate --data person_keypoints_val2017.json:val2017 --predictions results.json
 """
 
 from __future__ import annotations
@@ -10,42 +10,52 @@ import json
 import sys
 from pathlib import Path
 
+from hrnas.errors import Parser, run_command
 from pose.coco import DataError, load_coco
 from pose.evaluate import STAT_NAMES, coco_keypoint_stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="hrnas evaluate", description=__doc__)
     p.add_argument("--data", required=True, help="ground truth ANN.json[:IMAGE_DIR]")
     p.add_argument(
         "--predictions", required=True, help="COCO keypoint results JSON (list of image_id, keypoints, score)"
     )
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the COCOeval stats")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: evaluate(args), args.json)
+
+
+def read_predictions(path: str, known_images: set[int]) -> list[dict]:
+    """The results file as COCO keypoint results, or DataError naming what is wrong with it."""
     try:
-        coco = load_coco(Path(args.data.split(":", 1)[0]))
-        try:
-            results = json.loads(Path(args.predictions).read_text())
-        except FileNotFoundError:
-            raise DataError(f"predictions file {args.predictions} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"predictions file {args.predictions} is not valid JSON ({exc})") from None
-        if not isinstance(results, list) or any("keypoints" not in r or "image_id" not in r for r in results):
-            raise DataError(f"predictions file {args.predictions}: expected a list of objects with image_id, keypoints")
-        unknown = {r["image_id"] for r in results} - set(coco.imgs)
-        if unknown:
-            raise DataError(f"predictions name image ids absent from the ground truth: {sorted(unknown)[:5]}")
-        for r in results:
-            r.setdefault("category_id", 1)
-        stats = coco_keypoint_stats(coco, results)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        results = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"predictions file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"predictions file {path} is not valid JSON ({exc})") from None
+    if not isinstance(results, list) or any(
+        not isinstance(r, dict) or "keypoints" not in r or "image_id" not in r for r in results
+    ):
+        raise DataError(f"predictions file {path}: expected a list of objects with image_id, keypoints")
+    unknown = {r["image_id"] for r in results} - known_images
+    if unknown:
+        raise DataError(f"predictions name image ids absent from the ground truth: {sorted(unknown)[:5]}")
+    for r in results:
+        r.setdefault("category_id", 1)
+    return results
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    coco = load_coco(Path(args.data.split(":", 1)[0]))
+    stats = coco_keypoint_stats(coco, read_predictions(args.predictions, set(coco.imgs)))
     for name in STAT_NAMES:
         print(f"{name:<5} {'n/a' if stats[name] is None else f'{stats[name]:.3f}'}")
-    if args.json:
-        print(json.dumps(stats))
-    return 0
+    return stats
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Export a preset or genome to ONNX (batch of 1, fixed input size), optionally checked in onnxruntime.
 
-python experiments/export.py --arch litehrnet-18 --out litehrnet-18.onnx --check
-python experiments/export.py --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
-python experiments/export.py --arch genome.yaml --exporter dynamo --opset 18
+hrnas export --arch litehrnet-18 --out litehrnet-18.onnx --check
+hrnas export --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
+hrnas export --arch genome.yaml --exporter dynamo --opset 18
 
 The default exporter is the TorchScript one (`torch.onnx.export(..., dynamo=False)`): it exports every genome
 and is several times faster than the torch.export-based one (`--exporter dynamo`), which also works.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import logging
 import sys
 import warnings
@@ -24,8 +25,10 @@ import torch
 from torch import nn
 
 from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
+from hrnas.errors import Parser, run_command
+from hrnas.paths import check_writable
 from search_space.complexity import parse_input_size
-from search_space.genome import Genome, GenomeError
+from search_space.genome import Genome
 from search_space.presets import PRESETS, add_architecture_arguments, architecture_from_args
 
 INPUT_NAME = "image"
@@ -36,7 +39,7 @@ OPSETS = {"torchscript": (11, 20, 17), "dynamo": (18, 23, 18)}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="hrnas export", description=__doc__)
     add_architecture_arguments(parser)
     parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
     parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
@@ -155,20 +158,30 @@ def max_abs_diff(model: nn.Module, path: Path, x: torch.Tensor) -> tuple[float, 
     return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 
+class CheckFailed(Exception):
+    """onnxruntime and PyTorch disagree beyond --atol: the export ran, its result is wrong (exit 1, not 2)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        genome = architecture_from_args(args)
-        input_hw = parse_input_size(args.input)
-        if args.joints < 1:
-            raise ValueError(f"--joints {args.joints}: need at least one joint")
-        low, high, _ = OPSETS[args.exporter]
-        if args.opset is not None and not low <= args.opset <= high:
-            raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
-    except (GenomeError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else default_out(args.arch, input_hw)
+        return run_command(lambda: export_command(args))
+    except CheckFailed:
+        return 1
+
+
+def export_command(args: argparse.Namespace) -> None:
+    """Check every input and the output path, then export, describe the file and (--check) compare."""
+    genome = architecture_from_args(args)
+    input_hw = parse_input_size(args.input)
+    if args.joints < 1:
+        raise ValueError(f"--joints {args.joints}: need at least one joint")
+    low, high, _ = OPSETS[args.exporter]
+    if args.opset is not None and not low <= args.opset <= high:
+        raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
+    if args.check and importlib.util.find_spec("onnxruntime") is None:
+        raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
+    out = check_writable(Path(args.out) if args.out else default_out(args.arch, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = build_model(genome, args.joints, input_hw, args.init, args.seed)
@@ -187,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "ok" if diff <= args.atol else f"FAILED (> {args.atol:g})"
         print(f"  check  onnxruntime vs PyTorch: max abs diff {diff:.3g} (outputs up to {scale:.3g}) {verdict}")
         if diff > args.atol:
-            return 1
-    return 0
+            raise CheckFailed(out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Short top-down COCO keypoint training of one architecture, scored by COCOeval.
 
-python experiments/train.py --arch litehrnet-18                       # synthetic default data
-python experiments/train.py --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
-python experiments/train.py --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
+hrnas train --arch litehrnet-18                       # synthetic default data
+hrnas train --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
+hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 
 from analysis.curves import plot_training_curves
+from hrnas.errors import Parser, run_command
+from hrnas.paths import check_writable
 from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
-from search_space.genome import GenomeError
 from search_space.presets import add_architecture_arguments, architecture_from_args
 
 DEFAULT = Recipe()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="hrnas train", description=__doc__)
     add_architecture_arguments(p)
     p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR (default synthetic)")
     p.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (default: the data's val split)")
@@ -72,39 +73,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        genome = architecture_from_args(args)
-        recipe = replace(
-            DEFAULT,
-            input_hw=parse_input_size(args.input),
-            epochs=args.epochs,
-            batch=args.batch,
-            lr=args.lr,
-            seed=args.seed,
-            threads=args.threads,
-            flip_test=not args.no_flip_test,
-            loss=args.loss,
-            sigma=args.sigma,
-            augment=AUGMENTATIONS[args.augment],
-            decode=args.decode,
-        )
-        if recipe.sigma is not None and recipe.sigma <= 0:
-            raise ValueError(f"--sigma must be positive, got {recipe.sigma}")
-        for name in ("epochs", "batch", "threads"):
-            if getattr(recipe, name) < 1:
-                raise ValueError(f"--{name} must be at least 1")
-        boxes = Path(args.val_boxes) if args.val_boxes else None
-        data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
-    except (GenomeError, DataError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: train_command(args), args.json)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    recipe = replace(
+        DEFAULT,
+        input_hw=parse_input_size(args.input),
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        flip_test=not args.no_flip_test,
+        loss=args.loss,
+        sigma=args.sigma,
+        augment=AUGMENTATIONS[args.augment],
+        decode=args.decode,
+    )
+    if recipe.sigma is not None and recipe.sigma <= 0:
+        raise ValueError(f"--sigma must be positive, got {recipe.sigma}")
+    for name in ("epochs", "batch", "threads"):
+        if getattr(recipe, name) < 1:
+            raise ValueError(f"--{name} must be at least 1")
+    return recipe
+
+
+def train_command(args: argparse.Namespace) -> dict:
+    """Check every input (the output folder included), then train, print the metrics and return the summary."""
+    genome = architecture_from_args(args)
+    recipe = recipe_from_args(args)
+    out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
+    boxes = Path(args.val_boxes) if args.val_boxes else None
+    if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
+        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
+    data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
     print(f"{args.arch}: {genome.compact()}", file=sys.stderr)
     print(
         f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons; "
         f"skipped: train {data.skipped['train']}, val {data.skipped['val']}",
         file=sys.stderr,
     )
-    out = Path(args.out) if args.out else None
     result = train(genome, data, recipe, out)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(arch=args.arch, genome=genome.compact(), input=args.input, data=data.description)
@@ -116,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         value = summary.get(key)
         print(f"{key:<8} {'n/a' if value is None else f'{value:.3f}'}")
     print(f"{'epochs':<8} {summary['epochs']}\n{'seconds':<8} {summary['train_seconds']:.0f} (training only)")
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
