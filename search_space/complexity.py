@@ -231,9 +231,10 @@ def _count(model: nn.Module, inputs: Shapes, run: Callable[[nn.Module, Any], Any
     """Run `run(model, x)` once on zero tensors of shapes `inputs` on `device` (the model's), in eval mode, with
     every convention's hooks. The figures depend on shapes only, never on values or device."""
     model.eval()
-    leaves = {m for m in model.modules() if not list(m.children())}
-    must_count = {m for m in model.modules() if isinstance(m, COMPUTE_TYPES)}
-    must_count |= {m for m in leaves if next(m.parameters(recurse=False), None) is not None}
+    modules = list(model.modules())
+    leaves = {m for m in modules if all(c is None for c in m._modules.values())}
+    owns_parameters = {m for m in leaves if any(p is not None for p in m._parameters.values())}
+    must_count = owns_parameters | {m for m in modules if isinstance(m, COMPUTE_TYPES)}
     last: dict[str, dict[nn.Module, int]] = {name: {} for name in CONVENTIONS}
     total: dict[str, int] = dict.fromkeys(CONVENTIONS, 0)
     executed: set[nn.Module] = set()
@@ -255,7 +256,7 @@ def _count(model: nn.Module, inputs: Shapes, run: Callable[[nn.Module, Any], Any
             else:
                 total[name] += value
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    handles = [m.register_forward_hook(hook) for m in modules]
     batch_norm_forward = nn.BatchNorm2d.forward
     try:
         # BatchNorm keeps the shape, and the meta-device decomposition of batch_norm is most of the cost.
@@ -298,8 +299,10 @@ def _part_cost(part: Part, inputs: Shapes) -> _Count:
     cost = _PART_COSTS.get(key)
     if cost is None:
         # One part at batch 1 runs faster on one CPU thread than on the meta device (whose elementwise ops are
-        # Python decompositions); its random initialisation must not move the caller's random stream.
-        with torch.random.fork_rng(devices=[]), torch.device("cpu"), _one_thread():
+        # Python decompositions); its random initialisation must not move the caller's random stream. (A device
+        # context would intercept every torch call: only where the default device is not the CPU.)
+        on_cpu = torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[]), on_cpu, _one_thread():
             cost = _PART_COSTS[key] = _count(part.build(), inputs, part.run, "cpu")
     return cost
 
