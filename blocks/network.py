@@ -16,7 +16,14 @@ from torch import nn
 from blocks.channel_weighting import ChannelWeightingBlock
 from blocks.dynamic import KernelAggregation
 from blocks.heads import IterativeHead, KeypointHead
-from blocks.multibranch import AcrossBranches, MultiBranchModule, PerBranch, apply_transition, make_transition
+from blocks.multibranch import (
+    AcrossBranches,
+    MultiBranchModule,
+    PerBranch,
+    apply_transition,
+    make_fuse,
+    make_transition,
+)
 from blocks.residual import BasicBlock
 from blocks.shuffle import ShuffleUnit
 from blocks.spec import NetworkSpec, StageSpec
@@ -90,8 +97,8 @@ def _stem_channels(name: str) -> int:
 
 
 def network_parts(spec: NetworkSpec) -> list[Part]:
-    """The parts of the network of `spec` in build order: stem, (transition, its stage's modules) per stage, then
-    the IterativeHead (if any) and the keypoint head."""
+    """The parts of the network of `spec` in build order: the stem; per stage, its transition and, per module, the
+    module's layers and fuse; then the IterativeHead (if any) and the keypoint head."""
     parts = [Part(("stem", spec.stem), STEMS[spec.stem], _first_branch, "stem")]
     previous = (_stem_channels(spec.stem),)
     for index, stage in enumerate(spec.stages):
@@ -99,14 +106,15 @@ def network_parts(spec: NetworkSpec) -> list[Part]:
         build = partial(make_transition, previous, stage.channels, spec.transition)
         parts.append(Part(key, build, apply_transition, "transition"))
         last_stage = index == len(spec.stages) - 1
+        # every module of a stage has the same layers: their key holds the stage with its module count normalised
+        layers_key = ("layers", replace(stage, modules=1))
         for m in range(stage.modules):
+            parts.append(Part(layers_key, partial(layer_factory(stage), stage.channels), _call, "layers"))
             multiscale = not (last_stage and m == stage.modules - 1 and spec.head == "simple")
-            # every module of a stage is the same: the key holds the stage with its module count normalised
-            key = ("module", replace(stage, modules=1), spec.fuse, spec.transition, multiscale)
-            build = partial(
-                MultiBranchModule, stage.channels, layer_factory(stage), spec.fuse, spec.transition, multiscale
-            )
-            parts.append(Part(key, build, _call, "module"))
+            if len(stage.channels) > 1:
+                key = ("fuse", stage.channels, spec.fuse, spec.transition, multiscale)
+                build = partial(make_fuse, stage.channels, spec.fuse, spec.transition, multiscale)
+                parts.append(Part(key, build, _call, "fuse"))
         previous = tuple(stage.channels)
     if spec.head == "iterative":
         parts.append(Part(("iterative-head", previous), partial(IterativeHead, previous), _call, "head_layer"))
@@ -121,11 +129,21 @@ def _new_stage(net: PoseNet, transition: nn.Module) -> None:
     net.stages.append(nn.Sequential())
 
 
-# Where PoseNet keeps each kind of part.
+def _new_module(net: PoseNet, layers: nn.Module) -> None:
+    net.stages[-1].append(MultiBranchModule(layers, None))
+
+
+def _fuse_last_module(net: PoseNet, fuse: nn.Module) -> None:
+    net.stages[-1][-1].fuse = fuse
+
+
+# Where PoseNet keeps each kind of part: a multi-branch module is two parts, its layers and its fuse (which
+# depends on the widths only, so one fuse is counted for every layer configuration of a stage).
 PLACES: dict[str, Callable[[PoseNet, nn.Module], None]] = {
     "stem": lambda net, m: setattr(net, "stem", m),
     "transition": _new_stage,
-    "module": lambda net, m: net.stages[-1].append(m),
+    "layers": _new_module,
+    "fuse": _fuse_last_module,
     "head_layer": lambda net, m: setattr(net, "head_layer", m),
     "keypoint_head": lambda net, m: setattr(net, "keypoint_head", m),
 }

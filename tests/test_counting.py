@@ -119,7 +119,7 @@ def test_posenet_is_built_from_exactly_its_parts():
     built = sum(sum(p.numel() for p in part.build().parameters()) for part in parts)
     assert built == sum(p.numel() for p in model.parameters())
     modules = sum(stage.modules for stage in spec.stages)
-    assert [p.place for p in parts].count("module") == modules == sum(len(s) for s in model.stages)
+    assert [p.place for p in parts].count("layers") == modules == sum(len(s) for s in model.stages)
 
 
 def test_counting_parts_leaves_the_random_stream_alone():
