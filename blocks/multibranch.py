@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -118,21 +118,19 @@ class Fuse(nn.Module):
         return out
 
 
-class MultiBranchModule(nn.Module):
-    """`blocks` blocks on every branch, then a fuse (all outputs, or only branch 0 when not multiscale)."""
+def make_fuse(channels: Sequence[int], fuse: str, style: str, multiscale_output: bool) -> Fuse | None:
+    """The fuse after a module's layers: all outputs, or only branch 0 when not multiscale; none for one branch."""
+    outputs = len(channels) if multiscale_output else 1
+    return Fuse(channels, fuse, style, outputs) if len(channels) > 1 else None
 
-    def __init__(
-        self,
-        channels: Sequence[int],
-        make_layers: Callable[[Sequence[int]], nn.Module],
-        fuse: str,
-        style: str,
-        multiscale_output: bool,
-    ) -> None:
+
+class MultiBranchModule(nn.Module):
+    """Its layers (blocks on every branch, or across them), then its fuse (if any)."""
+
+    def __init__(self, layers: nn.Module, fuse: nn.Module | None) -> None:
         super().__init__()
-        self.layers = make_layers(channels)
-        outputs = len(channels) if multiscale_output else 1
-        self.fuse = Fuse(channels, fuse, style, outputs) if len(channels) > 1 else None
+        self.layers = layers
+        self.fuse = fuse
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         out = self.layers(x)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,7 +16,14 @@ from torch import nn
 from blocks.channel_weighting import ChannelWeightingBlock
 from blocks.dynamic import KernelAggregation
 from blocks.heads import IterativeHead, KeypointHead
-from blocks.multibranch import AcrossBranches, MultiBranchModule, PerBranch, apply_transition, make_transition
+from blocks.multibranch import (
+    AcrossBranches,
+    MultiBranchModule,
+    PerBranch,
+    apply_transition,
+    make_fuse,
+    make_transition,
+)
 from blocks.residual import BasicBlock
 from blocks.shuffle import ShuffleUnit
 from blocks.spec import NetworkSpec, StageSpec
@@ -53,29 +63,109 @@ def layer_factory(stage: StageSpec):
     return table[stage.block]
 
 
+@dataclass(frozen=True, eq=False)
+class Part:
+    """One piece of PoseNet, in build order; PoseNet is exactly its parts, so counting them one by one is exact.
+
+    `key` is hashable and determines the module and its forward (spec dataclasses are keys themselves); a part's
+    input is the previous part's output (the first part's is the image batch), so (key, input shapes) determines
+    its cost. `build` makes the module on the current device; `run` applies it to the previous part's output.
+    """
+
+    key: Hashable
+    build: Callable[[], nn.Module]
+    run: Callable[[nn.Module, Any], Any]
+    place: str  # where PoseNet keeps it: a key of PLACES
+
+
+def _call(module: nn.Module, x: Any) -> Any:
+    return module(x)
+
+
+def _first_branch(stem: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    return [stem(x)]
+
+
+def _on_first_branch(head: nn.Module, branches: list[torch.Tensor]) -> torch.Tensor:
+    return head(branches[0])
+
+
+@functools.cache
+def _stem_channels(name: str) -> int:
+    with torch.device("meta"):
+        return STEMS[name]().out_channels
+
+
+def network_parts(spec: NetworkSpec) -> list[Part]:
+    """The parts of the network of `spec` in build order: the stem; per stage, its transition and, per module, the
+    module's layers and fuse; then the IterativeHead (if any) and the keypoint head."""
+    parts = [Part(("stem", spec.stem), STEMS[spec.stem], _first_branch, "stem")]
+    previous = (_stem_channels(spec.stem),)
+    for index, stage in enumerate(spec.stages):
+        key = ("transition", previous, stage.channels, spec.transition)
+        build = partial(make_transition, previous, stage.channels, spec.transition)
+        parts.append(Part(key, build, apply_transition, "transition"))
+        last_stage = index == len(spec.stages) - 1
+        # every module of a stage has the same layers: their key holds the stage with its module count normalised
+        layers_key = ("layers", replace(stage, modules=1))
+        for m in range(stage.modules):
+            parts.append(Part(layers_key, partial(layer_factory(stage), stage.channels), _call, "layers"))
+            multiscale = not (last_stage and m == stage.modules - 1 and spec.head == "simple")
+            if len(stage.channels) > 1:
+                key = ("fuse", stage.channels, spec.fuse, spec.transition, multiscale)
+                build = partial(make_fuse, stage.channels, spec.fuse, spec.transition, multiscale)
+                parts.append(Part(key, build, _call, "fuse"))
+        previous = tuple(stage.channels)
+    if spec.head == "iterative":
+        parts.append(Part(("iterative-head", previous), partial(IterativeHead, previous), _call, "head_layer"))
+    build = partial(KeypointHead, previous[0], spec.joints)
+    run = _call if spec.head == "iterative" else _on_first_branch
+    parts.append(Part(("keypoint-head", spec.head, previous[0], spec.joints), build, run, "keypoint_head"))
+    return parts
+
+
+def _new_stage(net: PoseNet, transition: nn.Module) -> None:
+    net.transitions.append(transition)
+    net.stages.append(nn.Sequential())
+
+
+def _new_module(net: PoseNet, layers: nn.Module) -> None:
+    net.stages[-1].append(MultiBranchModule(layers, None))
+
+
+def _fuse_last_module(net: PoseNet, fuse: nn.Module) -> None:
+    net.stages[-1][-1].fuse = fuse
+
+
+# Where PoseNet keeps each kind of part: a multi-branch module is two parts, its layers and its fuse (which
+# depends on the widths only, so one fuse is counted for every layer configuration of a stage).
+PLACES: dict[str, Callable[[PoseNet, nn.Module], None]] = {
+    "stem": lambda net, m: setattr(net, "stem", m),
+    "transition": _new_stage,
+    "layers": _new_module,
+    "fuse": _fuse_last_module,
+    "head_layer": lambda net, m: setattr(net, "head_layer", m),
+    "keypoint_head": lambda net, m: setattr(net, "keypoint_head", m),
+}
+
+
 class PoseNet(nn.Module):
-    """stem -> (transition, stage) x N -> [IterativeHead] -> 1x1 keypoint conv; heatmaps at 1/4 resolution."""
+    """stem -> (transition, stage) x N -> [IterativeHead] -> 1x1 keypoint conv; heatmaps at 1/4 resolution.
+
+    Built from `network_parts(spec)` and nothing else, so that the memoised sum over parts
+    (`search_space.complexity`) and the whole network can never differ in structure.
+    """
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.stem = STEMS[spec.stem]()
-        previous = [self.stem.out_channels]
+        self.add_module("stem", None)  # registered now to keep the submodule (and state_dict) order
         self.transitions = nn.ModuleList()
         self.stages = nn.ModuleList()
-        for index, stage in enumerate(spec.stages):
-            self.transitions.append(make_transition(previous, stage.channels, spec.transition))
-            last_stage = index == len(spec.stages) - 1
-            modules = []
-            for m in range(stage.modules):
-                multiscale = not (last_stage and m == stage.modules - 1 and spec.head == "simple")
-                modules.append(
-                    MultiBranchModule(stage.channels, layer_factory(stage), spec.fuse, spec.transition, multiscale)
-                )
-            self.stages.append(nn.Sequential(*modules))
-            previous = list(stage.channels)
-        self.head_layer = IterativeHead(previous) if spec.head == "iterative" else None
-        self.keypoint_head = KeypointHead(previous[0], spec.joints)
+        self.add_module("head_layer", None)
+        self.add_module("keypoint_head", None)
+        for part in network_parts(spec):
+            PLACES[part.place](self, part.build())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.stem(x)]

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Pareto tables, plots and hypervolumes of searches, read back from MLflow"),
     "complexity": ("complexity", "exact parameters and FLOPs of a preset or genome in a named convention"),
     "export": ("export", "ONNX export of any genome, checked in onnxruntime"),
+    "space": ("space", "a search space's genome count, how many fit a budget, FLOPs range and presets"),
 }
 
 

@@ -1,7 +1,10 @@
 """The budget gate: a genome's exact complexity at the canonical input, computed before any training.
 
 Complexities are cached on disk (one JSON file per cache folder), so a resumed search, a second search over the
-same space and the smallest-genome check cost nothing the second time.
+same space and the smallest-genome check cost nothing the second time. An entry is keyed by everything its figures
+depend on: the hash of the counting code and rules (`counting_fingerprint`), the input size, the joints and the
+genome; so editing a block, a gene's resolution or a rule makes the old entries unused (and dropped on the next
+save), never stale.
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search_space.budget import Budget
-from search_space.complexity import CONVENTIONS, format_flops, genome_complexity
+from search_space.complexity import CONVENTIONS, counting_fingerprint, format_flops, genome_complexity
 from search_space.genome import Genome
 from search_space.space import SearchSpace
-
-CACHE_VERSION = 1
 
 
 class BudgetTooSmall(ValueError):
@@ -48,15 +49,19 @@ class BudgetGate:
             raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
         self.budget, self.convention, self.input_hw, self.joints = budget, convention, input_hw, joints
         self.cache_file = cache_file
+        self._prefix = f"{counting_fingerprint()}|{input_hw[0]}x{input_hw[1]}|{joints}|"
         self._cache: dict[str, dict] = {}
         if cache_file is not None and cache_file.is_file():
             try:
-                self._cache = json.loads(cache_file.read_text())
+                entries = json.loads(cache_file.read_text())
             except json.JSONDecodeError:
-                self._cache = {}  # a damaged cache is only a lost speed-up
+                entries = {}  # a damaged cache is only a lost speed-up
+            fingerprint = self._prefix.split("|", 1)[0] + "|"
+            # entries of other code or rules are never used; those of other inputs or joints are kept
+            self._cache = {k: v for k, v in entries.items() if k.startswith(fingerprint)}
 
     def _key(self, genome: Genome) -> str:
-        return f"v{CACHE_VERSION}|{self.input_hw[0]}x{self.input_hw[1]}|{self.joints}|{genome.compact()}"
+        return self._prefix + genome.compact()
 
     def cost(self, genome: Genome) -> Cost:
         key = self._key(genome)

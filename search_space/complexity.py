@@ -15,15 +15,23 @@ formulas are looked up per module type in a table for each convention (NNI's pro
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+import blocks
 from blocks.context import DenseContextModeling, GlobalContextModeling
 from blocks.dynamic import KernelAggregation
+from blocks.network import Part, network_parts
+from blocks.spec import NetworkSpec
 
 Formula = Callable[[nn.Module, tuple, torch.Tensor], int]
 
@@ -69,6 +77,11 @@ def _global_context_macs(module: nn.Module, args: tuple, out) -> int:
     return args[0].numel()
 
 
+def _free(module: nn.Module, args: tuple, out) -> int:
+    """A module that costs nothing in a convention (said explicitly, so that a missing rule is an error)."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Convention:
     name: str
@@ -100,7 +113,7 @@ CONVENTIONS: dict[str, Convention] = {
     ),
     "conv-macs": Convention(
         "conv-macs",
-        {nn.Conv2d: _conv_macs, KernelAggregation: _conv_macs, nn.Linear: _linear_macs},
+        {nn.Conv2d: _conv_macs, KernelAggregation: _conv_macs, nn.Linear: _linear_macs, nn.BatchNorm2d: _free},
         leaf_only=True,
         last_call_only=False,
         unit="GFLOPs",
@@ -115,6 +128,7 @@ CONVENTIONS: dict[str, Convention] = {
             nn.Linear: _linear_macs,
             DenseContextModeling: _dense_context_macs,
             GlobalContextModeling: _global_context_macs,
+            nn.BatchNorm2d: _free,
         },
         leaf_only=False,
         last_call_only=False,
@@ -124,11 +138,32 @@ CONVENTIONS: dict[str, Convention] = {
     ),
 }
 
+# Modules that multiply (convolutions, linear maps, attention, recurrences): each needs a rule in every convention,
+# with or without parameters of its own, leaf or not. So does every leaf module with parameters.
+COMPUTE_TYPES: tuple[type, ...] = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.Bilinear,
+    nn.MultiheadAttention,
+    nn.RNNBase,
+    nn.RNNCellBase,
+)
+
+
+class NoCountingRule(TypeError):
+    """A module that must be counted has no rule in a convention; counting it as 0 would let it pass any budget."""
+
 
 def register_rule(module_type: type, formulas: dict[str, Formula]) -> None:
     """Count `module_type` by `formulas` (convention name -> formula); a gene's new module brings its own rule."""
     for name, formula in formulas.items():
         convention(name).formulas[module_type] = formula
+    forget_counts()
+
+
+def forget_counts() -> None:
+    """Empty the in-process memo of part counts (done whenever a rule changes)."""
+    _PART_COSTS.clear()
 
 
 def convention(name: str) -> Convention:
@@ -144,6 +179,17 @@ def _formula(conv: Convention, module: nn.Module) -> Formula | None:
     return None
 
 
+def _missing_rule(module: nn.Module, convention_name: str) -> NoCountingRule:
+    kind = type(module)
+    return NoCountingRule(
+        f"no {convention_name!r} counting rule for module type {kind.__module__}.{kind.__qualname__}: it has "
+        "parameters or multiplies, so counting it as 0 FLOPs would be wrong; register one with "
+        f"search_space.complexity.register_rule({kind.__qualname__}, "
+        '{"torchstat": f, "conv-macs": f, "macs": f}), where f(module, args, output) -> int '
+        "(a rule returning 0 where the module is free in a convention)"
+    )
+
+
 def _shape_only_batch_norm(self: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     return x
 
@@ -157,11 +203,38 @@ class Complexity:
     output_shape: tuple[int, ...]
 
 
-def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = (256, 192)) -> Complexity:
-    """Build the model on the meta device, run one batch-1 forward in eval mode, count every convention."""
-    with torch.device("meta"):
-        model = model_factory().eval()
-    leaves = {m for m in model.modules() if not list(m.children())}
+@dataclass(frozen=True)
+class _Count:
+    """What one forward of one module (a network or a part of it) costs, and the shape(s) of its output."""
+
+    flops: dict[str, int]
+    params: int
+    torchstat_params: int
+    output: Shapes
+
+
+# A tensor's shape, or the shapes of a list of tensors (the branches between the parts of a network).
+Shapes = tuple[int, ...] | tuple[tuple[int, ...], ...]
+
+
+def _shapes(x: torch.Tensor | list[torch.Tensor]) -> Shapes:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
+
+
+def _tensors(shapes: Shapes, device: str) -> torch.Tensor | list[torch.Tensor]:
+    if shapes and isinstance(shapes[0], tuple):
+        return [torch.zeros(s, device=device) for s in shapes]
+    return torch.zeros(shapes, device=device)
+
+
+def _count(model: nn.Module, inputs: Shapes, run: Callable[[nn.Module, Any], Any], device: str) -> _Count:
+    """Run `run(model, x)` once on zero tensors of shapes `inputs` on `device` (the model's), in eval mode, with
+    every convention's hooks. The figures depend on shapes only, never on values or device."""
+    model.eval()
+    modules = list(model.modules())
+    leaves = {m for m in modules if all(c is None for c in m._modules.values())}
+    owns_parameters = {m for m in leaves if any(p is not None for p in m._parameters.values())}
+    must_count = owns_parameters | {m for m in modules if isinstance(m, COMPUTE_TYPES)}
     last: dict[str, dict[nn.Module, int]] = {name: {} for name in CONVENTIONS}
     total: dict[str, int] = dict.fromkeys(CONVENTIONS, 0)
     executed: set[nn.Module] = set()
@@ -170,10 +243,12 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
         if module in leaves:
             executed.add(module)
         for name, conv in CONVENTIONS.items():
-            if conv.leaf_only and module not in leaves:
-                continue
             formula = _formula(conv, module)
             if formula is None:
+                if module in must_count:
+                    raise _missing_rule(module, name)
+                continue
+            if conv.leaf_only and module not in leaves and module not in must_count:
                 continue
             value = int(formula(module, args, out))
             if conv.last_call_only:
@@ -181,13 +256,13 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
             else:
                 total[name] += value
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    handles = [m.register_forward_hook(hook) for m in modules]
     batch_norm_forward = nn.BatchNorm2d.forward
     try:
         # BatchNorm keeps the shape, and the meta-device decomposition of batch_norm is most of the cost.
         nn.BatchNorm2d.forward = _shape_only_batch_norm
         with torch.no_grad():
-            output = model(torch.empty(1, 3, *input_hw, device="meta"))
+            output = run(model, _tensors(inputs, device))
     finally:
         nn.BatchNorm2d.forward = batch_norm_forward
         for h in handles:
@@ -197,7 +272,106 @@ def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = 
     }
     params = sum(p.numel() for p in model.parameters())
     torchstat_params = sum(p.numel() for m in executed for p in m.parameters(recurse=False))
-    return Complexity(params, flops, torchstat_params, tuple(input_hw), tuple(output.shape))
+    return _Count(flops, params, torchstat_params, _shapes(output))
+
+
+def _call(module: nn.Module, x: Any) -> Any:
+    return module(x)
+
+
+def measure(model_factory: Callable[[], nn.Module], input_hw: tuple[int, int] = (256, 192)) -> Complexity:
+    """Build the whole model on the meta device, run one batch-1 forward in eval mode, count every convention.
+
+    The reference count; `spec_complexity` gives the same figures as a sum of memoised parts.
+    """
+    with torch.device("meta"):
+        model = model_factory()
+    count = _count(model, (1, 3, *input_hw), _call, "meta")
+    return Complexity(count.params, count.flops, count.torchstat_params, tuple(input_hw), count.output)
+
+
+# (part key, input shapes) -> its count; emptied when a rule changes (register_rule).
+_PART_COSTS: dict[tuple[Hashable, Shapes], _Count] = {}
+
+
+def _part_cost(part: Part, inputs: Shapes) -> _Count:
+    key = (part.key, inputs)
+    cost = _PART_COSTS.get(key)
+    if cost is None:
+        # One part at batch 1 runs faster on one CPU thread than on the meta device (whose elementwise ops are
+        # Python decompositions); its random initialisation must not move the caller's random stream. (A device
+        # context would intercept every torch call: only where the default device is not the CPU.)
+        on_cpu = torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=[]), on_cpu, _one_thread():
+            cost = _PART_COSTS[key] = _count(part.build(), inputs, part.run, "cpu")
+    return cost
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Tiny batch-1 ops: several threads only contend (10x slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def spec_complexity(spec: NetworkSpec, input_hw: tuple[int, int] = (256, 192)) -> Complexity:
+    """The complexity of PoseNet(spec) as the sum of its parts (`blocks.network.network_parts`), each counted once
+    per (part, input shapes) in this process (NNI's profiler idea). Equal to `measure` in every figure: the parts
+    own disjoint modules and parameters, and each module's calls all happen inside its own part."""
+    flops = dict.fromkeys(CONVENTIONS, 0)
+    params = torchstat_params = 0
+    shapes: Shapes = (1, 3, *input_hw)
+    for part in network_parts(spec):
+        cost = _part_cost(part, shapes)
+        for name, value in cost.flops.items():
+            flops[name] += value
+        params += cost.params
+        torchstat_params += cost.torchstat_params
+        shapes = cost.output
+    return Complexity(params, flops, torchstat_params, tuple(input_hw), shapes)
+
+
+# The source that decides a genome's complexity: the modules (`blocks`), and the genes, their resolution into a
+# spec and the counting rules (`search_space`). A cache of counts is valid only for the same bytes of these files.
+COMPLEXITY_SOURCES: tuple[Path, ...] = (Path(blocks.__file__).parent, Path(__file__).parent)
+
+
+def source_hash(roots: Sequence[Path]) -> str:
+    """sha1 over the path (relative to its root's parent) and bytes of every .py file under `roots`, sorted."""
+    digest = hashlib.sha1()
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def complexity_code_hash() -> str:
+    """`source_hash(COMPLEXITY_SOURCES)`, read once per process."""
+    return source_hash(COMPLEXITY_SOURCES)
+
+
+def _rule_identity(formula: Formula) -> str:
+    code = getattr(formula, "__code__", None)
+    body = repr((code.co_code, code.co_consts, code.co_names)) if code is not None else ""
+    return f"{getattr(formula, '__module__', '')}.{getattr(formula, '__qualname__', repr(formula))}:{body}"
+
+
+def counting_fingerprint() -> str:
+    """What a cached count depends on besides the genome and the input: the code hash and the convention set
+    (every convention's rules, including rules registered at run time, by their code)."""
+    rules = hashlib.sha1()
+    for name in sorted(CONVENTIONS):
+        conv = CONVENTIONS[name]
+        rules.update(f"{name}|{conv.leaf_only}|{conv.last_call_only}".encode())
+        for kind, formula in conv.formulas.items():
+            rules.update(f"|{kind.__module__}.{kind.__qualname__}={_rule_identity(formula)}".encode())
+    return f"{complexity_code_hash()[:16]}-{rules.hexdigest()[:16]}"
 
 
 def format_flops(raw: int, name: str, truncate: bool = False) -> str:
@@ -220,12 +394,9 @@ def format_params(params: int, truncate: bool = False) -> str:
 
 
 def genome_complexity(genome, input_hw: tuple[int, int] = (256, 192), joints: int = 17) -> Complexity:
-    """Complexity of a genome at an input size (H, W divisible by 32) and joint count."""
-    from blocks.network import PoseNet
-
+    """Complexity of a genome at an input size (H, W divisible by 32) and joint count (memoised parts)."""
     check_input_size(input_hw)
-    spec = genome.resolve(joints)
-    return measure(lambda: PoseNet(spec), input_hw)
+    return spec_complexity(genome.resolve(joints), input_hw)
 
 
 def check_input_size(input_hw: tuple[int, int]) -> None:

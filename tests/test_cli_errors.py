@@ -111,3 +111,12 @@ def test_evaluate_scores_ground_truth_as_ap_one_and_names_unknown_images(tmp_pat
     predictions.write_text(json.dumps([{**results[0], "image_id": 123456789}]))
     assert evaluate.main(["--data", str(ANN), "--predictions", str(predictions)]) == 2
     assert "123456789" in one_error_line(capsys.readouterr().err)
+
+
+def test_export_check_beyond_atol_is_exit_1_not_an_input_error(tmp_path, capsys):
+    """The file is written and compared; a difference above --atol is a failed check (1), not bad input (2)."""
+    out = tmp_path / "m.onnx"
+    argv = ["--arch", "litehrnet-18", "--gene", "modules=[1,1,1]", "--input", "64x64", "--out", str(out), "--check"]
+    assert export.main([*argv, "--atol", "1e-12"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED (> 1e-12)" in captured.out and captured.err == "" and out.is_file()

@@ -53,3 +53,62 @@ def test_budget_below_the_space_states_the_smallest_figure(tmp_path):
     assert f"{smallest:,} raw" in message and smallest_budget_text(smallest) in message
     admitted = BudgetGate(parse_budget(smallest_budget_text(smallest))).check_space(space)
     assert BudgetGate(parse_budget("1G")).flops(admitted) <= parse_budget(smallest_budget_text(smallest)).raw
+
+
+def _copy_sources(root):
+    import shutil
+
+    from search_space.complexity import COMPLEXITY_SOURCES
+
+    copies = []
+    for source in COMPLEXITY_SOURCES:
+        shutil.copytree(source, root / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+        copies.append(root / source.name)
+    return tuple(copies)
+
+
+def test_the_code_hash_changes_when_a_block_changes(tmp_path):
+    from search_space.complexity import complexity_code_hash, source_hash
+
+    copies = _copy_sources(tmp_path)
+    assert source_hash(copies) == complexity_code_hash()  # the same bytes give the same hash
+    layers = tmp_path / "blocks" / "layers.py"
+    layers.write_text(layers.read_text().replace("padding=kernel_size // 2", "padding=kernel_size // 2 + 0"))
+    assert source_hash(copies) != complexity_code_hash()
+
+
+@pytest.mark.parametrize("edit", [False, True])
+def test_an_edited_block_makes_cached_costs_unused(tmp_path, monkeypatch, edit):
+    from search_space import complexity
+
+    cache = tmp_path / "c.json"
+    genome = load_preset("naive-litehrnet-18")
+    BudgetGate(parse_budget("1G"), cache_file=cache).cost(genome)
+    entries = json.loads(cache.read_text())
+    ((key, entry),) = entries.items()
+    entry["flops"]["torchstat"] = 12345  # a stale figure, as if the code had changed since it was counted
+    cache.write_text(json.dumps(entries))
+
+    copies = _copy_sources(tmp_path / "src")
+    if edit:
+        residual = tmp_path / "src" / "blocks" / "residual.py"
+        residual.write_text(residual.read_text() + "\n# an edit\n")
+    monkeypatch.setattr(complexity, "COMPLEXITY_SOURCES", copies)
+    complexity.complexity_code_hash.cache_clear()
+    try:
+        flops = BudgetGate(parse_budget("1G"), cache_file=cache).flops(genome)
+    finally:
+        complexity.complexity_code_hash.cache_clear()
+    assert flops == (genome_complexity(genome).flops["torchstat"] if edit else 12345)
+    if edit:  # the stale entry was dropped when the new one was saved
+        assert key not in json.loads(cache.read_text())
+
+
+def test_a_new_rule_makes_cached_costs_unused(monkeypatch):
+    from torch import nn
+
+    from search_space import complexity
+
+    before = complexity.counting_fingerprint()
+    monkeypatch.setitem(complexity.CONVENTIONS["macs"].formulas, nn.Conv1d, lambda m, a, o: 0)
+    assert complexity.counting_fingerprint() != before
