@@ -11,41 +11,35 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from blocks.context import DenseContextModeling, GlobalContextModeling
 from blocks.dynamic import DynamicSplitConv
 from blocks.layers import cat_shuffle, split_halves
-from blocks.weighting import CrossResolutionWeighting, SpatialWeighting
 
-CROSS_BRANCH: dict[str, Callable[[list[int], int], nn.Module]] = {
-    "crw": CrossResolutionWeighting,
-    "dcm": DenseContextModeling,
-}
-WITHIN_BRANCH: dict[str, Callable[[int, int], nn.Module]] = {
-    "sw": SpatialWeighting,
-    "gcm": GlobalContextModeling,
-}
+CrossBranch = Callable[[list[int], int], nn.Module]  # (half widths of every branch, ratio) -> module on all branches
+WithinBranch = Callable[[int, int], nn.Module]  # (half width of one branch, ratio) -> module on that branch
 
 
 class ChannelWeightingBlock(nn.Module):
+    """`cross` and `within` are the context modules' constructors (None: no such module)."""
+
     def __init__(
         self,
         channels: Sequence[int],
-        cross: str,
+        cross: CrossBranch | None,
         cross_ratio: int,
-        within: str,
+        within: WithinBranch | None,
         within_ratios: Sequence[int],
         dsc_groups: Sequence[int],
         kernels: Sequence[int],
     ) -> None:
         super().__init__()
         half = [c // 2 for c in channels]
-        self.cross = CROSS_BRANCH[cross](half, cross_ratio) if cross != "none" else None
+        self.cross = cross(half, cross_ratio) if cross is not None else None
         self.depthwise_convs = nn.ModuleList(
             DynamicSplitConv(c, g, k) for c, g, k in zip(half, dsc_groups, kernels, strict=True)
         )
         self.within = (
-            nn.ModuleList(WITHIN_BRANCH[within](c, r) for c, r in zip(half, within_ratios, strict=True))
-            if within != "none"
+            nn.ModuleList(within(c, r) for c, r in zip(half, within_ratios, strict=True))
+            if within is not None
             else None
         )
 

@@ -24,19 +24,21 @@ from blocks.multibranch import (
     make_fuse,
     make_transition,
 )
-from blocks.residual import BasicBlock
-from blocks.shuffle import ShuffleUnit
-from blocks.spec import NetworkSpec, StageSpec
+from blocks.spec import LayerFactory, NetworkSpec, StageSpec
 from blocks.stems import STEMS
 
 
-def _per_branch(block: type[nn.Module], blocks: int, channels: Sequence[int]) -> nn.Module:
-    return PerBranch(
-        nn.Sequential(*(block(c, c) if block is BasicBlock else block(c) for _ in range(blocks))) for c in channels
-    )
+def _per_branch(block: Callable[[int], nn.Module], stage: StageSpec, channels: Sequence[int]) -> nn.Module:
+    return PerBranch(nn.Sequential(*(block(c) for _ in range(stage.blocks))) for c in channels)
 
 
-def _weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
+def per_branch(block: Callable[[int], nn.Module]) -> LayerFactory:
+    """The layers of a block that transforms one branch of width c (`block(c)`): `stage.blocks` on every branch."""
+    return partial(_per_branch, block)
+
+
+def channel_weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
+    """The layers of channel-weighting blocks: each sees every branch (cross-branch context)."""
     return AcrossBranches(
         *(
             ChannelWeightingBlock(
@@ -53,14 +55,9 @@ def _weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
     )
 
 
-def layer_factory(stage: StageSpec):
-    """The block table: how each `block` value turns a list of branch widths into the module's layers."""
-    table = {
-        "residual": partial(_per_branch, BasicBlock, stage.blocks),
-        "shuffle": partial(_per_branch, ShuffleUnit, stage.blocks),
-        "weighting": partial(_weighting, stage),
-    }
-    return table[stage.block]
+def layer_factory(stage: StageSpec) -> Callable[[Sequence[int]], nn.Module]:
+    """Branch widths -> the layers of one of the stage's modules, built by the block the stage's spec carries."""
+    return partial(stage.block, stage)
 
 
 @dataclass(frozen=True, eq=False)

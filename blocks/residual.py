@@ -11,8 +11,9 @@ from blocks.layers import conv_bn
 class BasicBlock(nn.Module):
     """3x3 conv-BN-ReLU, 3x3 conv-BN, identity shortcut (a 1x1 projection if the width changes), ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int | None = None, stride: int = 1) -> None:
         super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)

@@ -1,24 +1,25 @@
 """A search space: a base genome and, for some genes, the values a search may choose from (read from YAML).
 
 Pure Python (no Optuna, Ray or MLflow). The searcher sees one categorical parameter per varying gene, named
-`gene.<name>`, whose choices are the gene values written as compact strings (`4,4,2,1`, `dcm`, `40`).
-Some genes are conditional (ACTIVE_WHEN): channel-weighting genes are chosen only when `block=weighting`, and a
-reduction ratio only when its module is on; otherwise they take their off value, so no two samples are the same
-network and no sample wastes a choice.
+`gene.<name>`, whose choices are the gene values written as compact strings (`4,4,2,1`, `dcm`, `40`, per stage
+`shuffle/weighting/weighting`). Some genes are conditional (the registry's `requires` and `modifies`):
+channel-weighting genes are chosen only when some stage's block has channel weighting, and a reduction ratio only
+when its module is on somewhere; otherwise they take their off value, so no sample wastes a choice.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from search_space.genes import GENES, WEIGHTING_ONLY
-from search_space.genome import Genome, GenomeError, check_value
+from search_space.genes import BLOCK, GENES, PerStage
+from search_space.genes import is_active as gene_is_active
+from search_space.genome import Genome, GenomeError, check_value, format_value, parse_value
 from search_space.presets import load_architecture
 
 PARAM_PREFIX = "gene."
@@ -27,39 +28,16 @@ DEFAULT_SPACE = Path(__file__).resolve().parent / "spaces" / "default.yaml"
 # Genes along which the complexity only grows (+1) or only shrinks (-1) as the value grows: the cheapest genome
 # of a space takes their cheapest value, so finding it needs no enumeration along them.
 MONOTONE: dict[str, int] = {"width": 1, "modules": 1, "blocks": 1, "cross_ratio": -1, "within_ratio": -1}
-
-
-def _always(genes: Mapping[str, Any]) -> bool:
-    return True
-
-
-def _weighting(genes: Mapping[str, Any]) -> bool:
-    return genes["block"] == "weighting"
-
-
-# Genes that change the network only under a condition on other genes; elsewhere they take their off value
-# (WEIGHTING_ONLY) or the base's value, and the searcher does not choose them.
-ACTIVE_WHEN: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    **dict.fromkeys(WEIGHTING_ONLY, _weighting),
-    "cross_ratio": lambda genes: _weighting(genes) and genes["cross"] != "none",
-    "within_ratio": lambda genes: _weighting(genes) and genes["within"] != "none",
-}
-SAMPLE_FIRST = ("block", "cross", "within")  # the genes the conditions read
+# The genes the conditions read (a gene's block, the module a ratio modifies): sampled first.
+SAMPLE_FIRST = (BLOCK, *dict.fromkeys(g.modifies for g in GENES.values() if g.modifies))
 
 
 class SpaceError(ValueError):
     """A malformed search space; the message names the file, the gene and the value."""
 
 
-def encode(value: Any) -> str:
-    """A gene value as the searcher's categorical choice: `4,4,2,1`, `dcm`, `40`."""
-    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-
-
-def decode(name: str, text: str) -> Any:
-    """The inverse of `encode` for gene `name` (stage genes stay lists even with one value)."""
-    items = [int(v) if v.lstrip("-").isdigit() else v for v in text.split(",")]
-    return items if ("," in text or GENES[name].kind == "stages") else items[0]
+encode = format_value  # a gene value as the searcher's categorical choice: `4,4,2,1`, `dcm`, `shuffle/weighting`
+decode = parse_value  # its inverse for a gene name (stage genes stay lists even with one value)
 
 
 @dataclass(frozen=True)
@@ -99,9 +77,7 @@ class SearchSpace:
                 raise SpaceError(f"{source}: unknown gene {name!r}; known genes: {', '.join(GENES)}")
             if not isinstance(values, list) or not values:
                 raise SpaceError(f"{source}: gene {name}: expected a non-empty list of values, got {values!r}")
-            for value in values:
-                _check_choice(source, name, value)
-            choices[name] = tuple(values)
+            choices[name] = tuple(_check_choice(source, name, value) for value in values)
         space = cls(str(data.get("name", default_name)), base, choices, str(data.get("description", "")))
         if not any(True for _ in itertools.islice(space.valid_genomes(), 1)):
             raise SpaceError(f"{source}: no combination of the listed values is a valid genome")
@@ -109,8 +85,9 @@ class SearchSpace:
 
     # ---- the searcher's view -----------------------------------------------------------------------------
     def is_active(self, name: str, genes: Mapping[str, Any]) -> bool:
-        """Whether gene `name` changes the network, given the genes chosen so far (see ACTIVE_WHEN)."""
-        return ACTIVE_WHEN.get(name, _always)(genes)
+        """Whether gene `name` changes the network, given the genes chosen so far (the registry's `requires` and
+        `modifies`: a weighting-only gene is active if any stage's block has channel weighting)."""
+        return gene_is_active(genes, name)
 
     def ordered(self) -> list[str]:
         """The varying genes in sampling order: the genes others depend on come first."""
@@ -126,9 +103,9 @@ class SearchSpace:
         for key, text in params.items():
             name = key.removeprefix(PARAM_PREFIX)
             genes[name] = decode(name, str(text))
-        for name in GENES:
+        for name, gene in GENES.items():
             if not self.is_active(name, genes):
-                genes[name] = WEIGHTING_ONLY.get(name, self.base.genes[name])
+                genes[name] = self.base.genes[name] if gene.off is None else gene.off
         return Genome(genes)
 
     def params_of(self, genome: Genome) -> dict[str, str]:
@@ -171,11 +148,16 @@ class SearchSpace:
         yield from extend(self.ordered(), dict(self.base.genes), {})
 
     def valid_genomes(self, fixed: Mapping[str, Any] | None = None) -> Iterator[Genome]:
+        """Every distinct valid genome (per-stage values that amount to one value give one genome, once)."""
+        seen: set[str] = set()
         for params in self.samples(fixed):
             try:
-                yield self.genome(params)
+                genome = self.genome(params)
             except GenomeError:
                 continue
+            if genome.compact() not in seen:
+                seen.add(genome.compact())
+                yield genome
 
     def cheapest_candidates(self) -> Iterator[Genome]:
         """Valid genomes among which the cheapest of the space is: a monotone gene is pinned to its cheapest
@@ -192,13 +174,15 @@ class SearchSpace:
 
 
 def _per_slot(value: Any) -> list[int]:
-    """A per-branch or per-stage value as a list of 4 slots, a single value repeated (for dominance tests)."""
-    return list(value) + [value[-1]] * (4 - len(value)) if isinstance(value, list) else [value] * 4
+    """A value as 12 slots, 4 branches in each of 3 stages, a single value repeated (for dominance tests)."""
+    stages = list(value.values) if isinstance(value, PerStage) else [value]
+    stages += [stages[-1]] * (3 - len(stages))
+    return [x for v in stages for x in (list(v) + [v[-1]] * (4 - len(v)) if isinstance(v, list) else [v] * 4)]
 
 
-def _check_choice(source: str, name: str, value: Any) -> None:
+def _check_choice(source: str, name: str, value: Any) -> Any:
     """One listed value must be a valid value of its gene on its own (combinations are checked per sample)."""
     try:
-        check_value(GENES[name], value)
+        return check_value(GENES[name], value)
     except GenomeError as exc:
         raise SpaceError(f"{source}: gene {name}: value {value!r} is not valid: {exc}") from None
