@@ -36,7 +36,8 @@ def add_architecture_arguments(parser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override one gene (repeatable); VALUE is YAML, e.g. kernels=[4,4,2,1]",
+        help="override one gene (repeatable); VALUE is YAML, e.g. kernels=[4,4,2,1], or per stage with / between "
+        "stages, e.g. block=shuffle/weighting/weighting",
     )
 
 

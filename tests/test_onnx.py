@@ -23,6 +23,7 @@ HYBRIDS = [
     ("ditehrnet-18", ["kernels=1"]),  # static depthwise kernels in the stages (the Dite stem stays dynamic)
     ("ditehrnet-18", ["fuse=sum"]),
     ("litehrnet-18", ["kernels=[4,4,2,1]", "dsc_groups=[1,1,2,4]", "head=simple"]),  # Dite's dynamic convs
+    ("litehrnet-18", ["block=shuffle/weighting/weighting", "cross=none/crw/dcm"]),  # genes per stage
 ]
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from search_space.genes import WEIGHTING_ONLY
+from search_space.genes import WEIGHTING_ONLY, PerStage
 from search_space.genome import GenomeError
 from search_space.presets import PRESETS, load_preset
 from search_space.space import DEFAULT_SPACE, SearchSpace, SpaceError, decode, encode
@@ -41,6 +41,14 @@ def test_default_space_varies_what_the_issue_lists(space):
         "modules",
     ):
         assert len(space.choices[gene]) >= 2
+
+
+def test_default_space_has_per_stage_hybrids_and_a_sweepable_size(space):
+    genomes = [g.compact() for g in space.valid_genomes()]
+    assert 5_000 <= len(genomes) <= 30_000  # `hrnas space` counts every genome in seconds
+    assert len(set(genomes)) == len(genomes) == space.size()  # every sample is valid and a different network
+    assert PerStage(("shuffle", "weighting", "weighting")) in space.choices["block"]
+    assert any(isinstance(v, PerStage) for v in space.choices["cross"])
 
 
 def test_weighting_only_genes_are_conditional(space):
