@@ -22,6 +22,8 @@ from search_space.genome import Genome
 # list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
 # infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error).
 FAULTS_ENV = "HRNAS_FAULTS"
+TRAINING_DIR = "training"  # in the Tune trial folder: the trial's checkpoint
+AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
 
 
 def recipe_from_config(recipe: dict) -> Recipe:
@@ -55,7 +57,7 @@ def train_trial(config: dict) -> None:
     if fault == "nan":
         recipe = replace(recipe, lr=math.inf)
     data = load_data(parse_data(config["data"]))
-    out_dir = Path(tune.get_context().get_trial_dir()) / "training"
+    out_dir = Path(tune.get_context().get_trial_dir()) / TRAINING_DIR
     fixed = {"flops": config["flops"], **config["cost"]}
 
     def report(record: dict) -> None:
