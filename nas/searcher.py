@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from search_space.space import PARAM_PREFIX, SearchSpace, decode
 
 CONSTRAINT = "budget"  # the Optuna constraint: FLOPs over budget (<= 0: feasible)
 METRICS, MODES = ["ap", "flops"], ["max", "min"]
+EXPLORE_AFTER = 10  # duplicates in a row after which the next samples are drawn uniformly
 
 
 class TooManyRejections(SearchError):
@@ -60,6 +62,7 @@ class BudgetedSearcher(Searcher):
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
         for params in anchors:
             self.study.enqueue_trial(params)
+        self.random = random.Random(seed)
         self.live: dict[str, int] = {}  # Tune trial id -> Optuna trial number, until the trial ends
         self.suggested: set[str] = set()  # compact genomes handed to Tune
         self.exhausted = False
@@ -76,7 +79,11 @@ class BudgetedSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.exhausted:
             return Searcher.FINISHED
+        duplicates = 0
         for _ in range(self.max_rejections):
+            if duplicates >= EXPLORE_AFTER:
+                # TPE learns nothing from a duplicate and keeps proposing it: explore a uniformly random point
+                self.study.enqueue_trial({k: self.random.choice(v) for k, v in self.space.parameters().items()})
             trial = self.study.ask()
             params = self._sample(trial)
             try:
@@ -87,6 +94,7 @@ class BudgetedSearcher(Searcher):
             if genome.compact() in self.suggested:
                 # Trained (or training) already: nothing new for Optuna, a failed sample it does not learn from.
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                duplicates += 1
                 continue
             cost = self.gate.cost(genome)
             flops = cost.flops[self.gate.convention]
@@ -128,7 +136,7 @@ class BudgetedSearcher(Searcher):
             f.write(json.dumps({"time": time.time(), "params": params, "flops": flops, "reason": reason}) + "\n")
 
     # ---- resume: Tune saves the searcher with its experiment state and restores it on Tuner.restore ---------
-    STATE = ("study", "live", "suggested", "exhausted")
+    STATE = ("study", "live", "suggested", "exhausted", "random")
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -34,6 +34,7 @@ from pose.train import Recipe
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 # Loggers whose INFO lines are noise to a user of hrnas (shown with --verbose).
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
 NOISY_LOGGERS = ("alembic", "mlflow", "ray", "ray.tune", "ray.train", "filelock")
 
 
@@ -47,6 +48,7 @@ def quiet_console(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # its Ctrl-C lines offer Tuner.restore, not --resume
+    logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)  # "token authentication is enabled": as it should be
 
 
 def recipe_config(recipe: Recipe) -> dict:
@@ -79,13 +81,14 @@ def ray_session(options: RunOptions) -> Iterator[int]:
         ray.init(address=options.address, log_to_driver=options.verbose, logging_level=level)
     else:
         # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
-        # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself.
+        # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
+        # GCS, raylet and agents listen on all interfaces (Ray 2.60 has no switch for that, and turns a node IP of
+        # 127.0.0.1 into the host's address); token authentication, on by default, guards them.
         temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
         temp.mkdir(parents=True, exist_ok=True)
         ray.init(
             include_dashboard=False,
             _temp_dir=str(temp),
-            _node_ip_address="127.0.0.1",
             log_to_driver=options.verbose,
             logging_level=level,
             configure_logging=options.verbose,
