@@ -8,6 +8,9 @@ from collections.abc import Sequence
 
 from analysis.tables import to_terminal
 
+WIDTH = 120  # the terminal table's target width
+# The front on the terminal: the raw FLOPs and AP50 are in the report's tables (and --json), not here.
+TERMINAL_COLUMNS = ["trial_id", "preset", "ap", "ar", "flops_M", "params_M", "genome"]
 GENOME_NOTES = {
     True: "genome: only the genes that differ from the space's base genome; the full genomes are in pareto.csv",
     False: "genome: only the genes in which the front's points differ; the full genomes are in pareto.csv",
@@ -42,8 +45,16 @@ def terminal_rows(rows: list[dict], base: str | None = None) -> list[dict]:
     ]
 
 
-def print_front(columns: Sequence[str], rows: list[dict], base: str | None = None) -> None:
-    """The front's table; `base`: the compact base genome of the search's space, when known."""
-    print(to_terminal(columns, terminal_rows(rows, base)), end="")
+def fit_genomes(rows: list[dict]) -> list[dict]:
+    """Cut the genome column (with `…`) so that the table is at most WIDTH columns wide."""
+    others = [c for c in TERMINAL_COLUMNS if c != "genome"]
+    without = to_terminal(others, rows).splitlines()
+    room = max(20, WIDTH - max(len(line) for line in without) - 2)
+    return [{**r, "genome": r["genome"] if len(r["genome"]) <= room else r["genome"][: room - 1] + "…"} for r in rows]
+
+
+def print_front(rows: list[dict], base: str | None = None) -> None:
+    """The front's table (rows of analysis.runs.pareto_rows); `base`: the space's compact base genome, if known."""
+    print(to_terminal(TERMINAL_COLUMNS, fit_genomes(terminal_rows(rows, base))), end="")
     if rows and (base is not None or len(rows) > 1):
         print(GENOME_NOTES[base is not None])

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from analysis.runs import PARETO_COLUMNS, Search, child_runs, pareto_rows, write_search_report
+from analysis.runs import Search, child_runs, pareto_rows, write_search_report
 from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.options import SearchOptions, say
@@ -141,7 +141,7 @@ def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, par
     print(f"\nPareto front ({len(front)} of {len(eligible)} finished trials within budget; normalised hypervolume "
           f"{hv:.4f}; {counts['trials_failed']} failed, {counts['rejected_over_budget']} samples rejected over "
           "budget before training):")  # fmt: skip
-    print_front(PARETO_COLUMNS, rows, options.space.base.compact())
+    print_front(rows, options.space.base.compact())
     print_ui_hint(options.tracking_uri, experiment_id)
     return {
         "parent_run_id": parent_id,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ray.tune.search import Searcher
 
-from nas.front import ap_digits, differing_genes, terminal_rows
+from nas.front import WIDTH, ap_digits, differing_genes, print_front, terminal_rows
 from nas.gate import BudgetGate
 from nas.options import SEARCH_FIDELITY, SearchArgs, SearchError
 from nas.search_run import anchors_for
@@ -128,13 +128,24 @@ def test_search_options_are_parsed_once_into_typed_values(tmp_path):
     assert differs == {"epochs", "batch", "lr"}
 
 
-def test_front_table_tells_points_apart_and_stays_narrow():
+def test_front_table_tells_points_apart_and_stays_narrow(capsys):
     assert ap_digits([0.0991, 0.0994]) == 4 and ap_digits([0.1, 0.2]) == 3
     genomes = ["width=8 block=shuffle kernels=3,3", "width=12 block=shuffle kernels=3,3"]
     assert differing_genes(genomes) == ["width=8", "width=12"]
     assert differing_genes(genomes[:1], base="width=8 block=weighting kernels=3,3") == ["block=shuffle"]
     rows = terminal_rows([{"ap": 0.0991, "genome": genomes[0]}, {"ap": 0.0994, "genome": genomes[1]}])
     assert [r["ap"] for r in rows] == ["0.0991", "0.0994"]
+    long = " ".join(f"gene{i}=value{i}" for i in range(30))
+    front = [
+        {"trial_id": "a1b2c3d4", "preset": "wider-naive-litehrnet-18", "ap": 0.0991, "ar": 0.2, "flops_M": "300.1M",
+         "params_M": "1.10M", "genome": f"width=8 {long}"},
+        {"trial_id": "e5f6a7b8", "preset": None, "ap": 0.0994, "ar": 0.3, "flops_M": "310.1M", "params_M": "1.20M",
+         "genome": f"width=12 {long.replace('value', 'other')}"},
+    ]  # fmt: skip
+    print_front(front)
+    table = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in table) <= WIDTH and "0.0991" in table[2] and "width=8" in table[2]
+    assert table[2].endswith("…")  # the genes that differ are more than fit: cut, the full genome is in the CSV
 
 
 def test_nas_has_no_import_cycle():

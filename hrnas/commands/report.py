@@ -18,7 +18,6 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from analysis.runs import (
-    PARETO_COLUMNS,
     Search,
     compare_hypervolumes,
     find_searches,
@@ -80,7 +79,7 @@ def report(args: argparse.Namespace) -> dict:
         rows = pareto_rows(search.front, search.convention)
         print(f"\n{search.name} ({search.run_id}, {search.parent.info.status}): Pareto front, {len(search.front)} "
               f"of {len(search.eligible)} eligible trials")  # fmt: skip
-        print_front(PARETO_COLUMNS, rows)
+        print_front(rows)
         print(f"  written: {', '.join(str(p) for p in written)}")
         summary.append(
             {"run_id": search.run_id, "name": search.name, "pareto": rows, "outputs": [str(p) for p in written]}
