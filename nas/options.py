@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 from pose.coco import DataSource, absolute_data, parse_data
 from pose.train import Recipe
@@ -119,6 +120,14 @@ class RunArgs:
     STATE_FILE = "job.json"  # in `folder`: the args and the MLflow parent run of the job
     KIND = "job"
     ELSEWHERE = "another --storage"  # how to start a second job of the same kind instead of resuming
+    FILES: ClassVar[tuple[str, ...]] = ()  # fields naming a file, made absolute when they exist
+
+    def absolute(self) -> RunArgs:
+        """A copy with its paths absolute: trials, and a resumed job, may run in another working directory."""
+        files = {
+            name: str(Path(getattr(self, name)).resolve()) for name in self.FILES if Path(getattr(self, name)).exists()
+        }
+        return replace(self, data=absolute_data(self.data), storage=str(Path(self.storage).resolve()), **files)
 
     @property
     def folder(self) -> Path:
@@ -132,7 +141,7 @@ class RunArgs:
         """The checked options and the saved state (empty for a new job). Every input is checked before the job's
         folder is looked at; a resumed job keeps the options it was started with (its Ray address may move)."""
         path = self.folder / self.STATE_FILE
-        args, state = self, {}
+        args, state = self.absolute(), {}
         if resume:
             if not path.is_file():
                 raise SearchError(
@@ -227,6 +236,7 @@ class SearchArgs(RunArgs):
     STATE_FILE = "search.json"
     KIND = "search"
     ELSEWHERE = "another --experiment or --storage"
+    FILES = ("space",)
 
     @property
     def folder(self) -> Path:
@@ -272,6 +282,7 @@ class AblationArgs(RunArgs):
     experiment: str = "hrnas-ablation"
     STATE_FILE = "ablation.json"
     KIND = "table"
+    FILES = ("table",)
 
     @property
     def folder(self) -> Path:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
 import ray
@@ -204,6 +205,8 @@ def fit(
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; --resume starts from Tune's last saved state
+        stop_interrupted(tracker, parent_id, kind, options.command)
     finally:
         signal.signal(signal.SIGINT, previous)
     unfinished = len(results) - results.num_terminated - results.num_errors
@@ -235,7 +238,7 @@ def reconcile(tracker: SearchTracker, results: tune.ResultGrid, complete_only: b
             tracker.finish(run_id, result.metrics, "FINISHED", stopped_early=not complete)
 
 
-def stop_interrupted(tracker: SearchTracker, parent_id: str, kind: str, command: str) -> None:
+def stop_interrupted(tracker: SearchTracker, parent_id: str, kind: str, command: str) -> NoReturn:
     """The parent and every run still RUNNING become KILLED (`--resume` sets them RUNNING again); exit 130."""
     client = tracker.client
     for run in client.search_runs(
