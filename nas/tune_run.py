@@ -196,7 +196,7 @@ def fit(
             # result.json only (Tune reads its results back from it): MLflow holds the curves, so no TensorBoard
             # files, nor the hint to open them
             callbacks=[tracker, *callbacks, CtrlC(), DropCheckpoints(), JsonLoggerCallback()],
-            verbose=0,
+            verbose=1 if options.verbose else 0,  # Tune's own progress table only with --verbose
             failure_config=tune.FailureConfig(max_failures=0),
         )
         tuner = new_tuner(trainable, run_config)
