@@ -25,7 +25,7 @@ from analysis.tables import to_terminal, write_tables
 from nas.options import AblationOptions, hw_text, say
 from nas.progress import SearchProgress
 from nas.tracking import SearchTracker
-from nas.tune_run import fit, open_parent, quiet_console, ray_session, recipe_config
+from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, recipe_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
@@ -118,9 +118,10 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
     """Train every row (or continue an interrupted run); returns the summary that `--json` prints."""
     quiet_console(options.verbose)
     table, recipe = options.table, options.recipe
-    complexity = table_complexity(table)
-    if options.source is None:
-        ensure_synthetic()
+    with before_first_trial("ablation table"):
+        complexity = table_complexity(table)
+        if options.source is None:
+            ensure_synthetic()
     os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)

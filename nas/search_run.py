@@ -25,7 +25,7 @@ from nas.progress import SearchProgress
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.tracking import SearchTracker
-from nas.tune_run import fit, open_parent, quiet_console, ray_session, recipe_config
+from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, recipe_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
@@ -55,16 +55,17 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
     quiet_console(options.verbose)
     space, folder = options.space, options.folder
     gate = BudgetGate(options.budget, options.convention, cache_file=default_cache_dir() / "complexity.json")
-    say(f"{options.budget.describe(options.convention)}; space {space.name!r} ({space.size():,} genomes)")
-    say("counting the complexity of the cheapest genomes and of the presets (cached after the first time) ...")
-    gate.check_space(space)
-    anchors, anchor_names, notes = anchors_for(space, gate)
-    say(f"anchors (evaluated first): {', '.join(anchor_names.values()) or 'none'}")
-    for note in notes:
-        say(f"  not an anchor: {note}")
-    if options.source is None:
-        started = time.perf_counter()
-        say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
+    with before_first_trial("search"):
+        say(f"{options.budget.describe(options.convention)}; space {space.name!r} ({space.size():,} genomes)")
+        say("counting the complexity of the cheapest genomes and of the presets (cached after the first time) ...")
+        gate.check_space(space)
+        anchors, anchor_names, notes = anchors_for(space, gate)
+        say(f"anchors (evaluated first): {', '.join(anchor_names.values()) or 'none'}")
+        for note in notes:
+            say(f"  not an anchor: {note}")
+        if options.source is None:
+            started = time.perf_counter()
+            say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
     os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)

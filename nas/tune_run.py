@@ -67,6 +67,17 @@ def code_version() -> str:
         return "unknown"
 
 
+@contextmanager
+def before_first_trial(kind: str) -> Iterator[None]:
+    """Ctrl-C during the checks before Ray starts (counting a big space takes a while): nothing is recorded yet, so
+    one line and exit 130, not a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        say(f"\nThe {kind} was interrupted before it started; nothing was recorded: run the same command again.")
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
 # ---- Ray -------------------------------------------------------------------------------------------------------
 @contextmanager
 def ray_session(options: RunOptions) -> Iterator[int]:
