@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -24,55 +22,21 @@ from analysis.pareto import Point, pareto_front
 from analysis.plots import PlotPoint, pareto_plot
 from analysis.runs import child_runs
 from analysis.tables import to_terminal, write_tables
-from nas.driver import SearchError, check_ray_address, check_tracking_uri, local_store, save_state
+from nas.options import AblationOptions, hw_text, say
 from nas.progress import SearchProgress
-from nas.search_run import create_parent, fit_on_ray, open_experiment, recipe_config
 from nas.tracking import SearchTracker
-from pose.coco import absolute_data, parse_data
+from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, recipe_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
-from search_space.complexity import check_input_size, parse_input_size
 
 COLUMNS = ["row", "params", "published_params", "flops", "published_flops", "ap", "published_ap"]
 
 
-@dataclass
-class AblationOptions:
-    table: str
-    data: str = "synthetic"
-    epochs: int | None = None  # None: the table's own
-    input: str = "128x96"
-    batch: int = Recipe().batch
-    lr: float = Recipe().lr
-    seed: int = 0
-    address: str | None = None
-    tracking_uri: str | None = None
-    experiment: str = "hrnas-ablation"
-    storage: str = "runs"
-    cpus_per_trial: int = 1
-    command: str = ""
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.storage).resolve() / "ablations" / Path(self.table).stem
-
-    def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or local_store(self.storage)
-
-
-def proxy_recipe(table: AblationTable, options: AblationOptions) -> dict:
-    """The recipe every row trains with (the search's, at the table's epochs unless --epochs overrides them)."""
-    epochs = options.epochs or table.epochs or Recipe().epochs
-    fields = recipe_config(options)
-    fields["epochs"] = epochs
-    return fields
-
-
-def describe_recipe(recipe: dict, data: str) -> str:
+def describe_recipe(recipe: Recipe, data: str) -> str:
     return (
-        f"proxy AP: {recipe['epochs']} epochs at {recipe['input_hw'][0]}x{recipe['input_hw'][1]} on {data} data, "
-        f"batch {recipe['batch']}, Adam lr {recipe['lr']:g}, {recipe['loss']} loss, seed {recipe['seed']}; "
+        f"proxy AP: {recipe.epochs} epochs at {hw_text(recipe.input_hw)} on {data} data, batch {recipe.batch}, "
+        f"Adam lr {recipe.lr:g}, {recipe.loss} loss, seed {recipe.seed}; "
         "published AP: COCO val2017, 256x192, the papers' 210-epoch recipe, detector boxes"
     )
 
@@ -135,64 +99,6 @@ class AblationTracker(SearchTracker):
         return config["row"], {"table": self.table, "row": config["row"], "preset": config["preset"]}
 
 
-def _state_file(folder: Path) -> Path:
-    return folder / "ablation.json"
-
-
-def prepare(options: AblationOptions, resume: bool) -> tuple[AblationOptions, dict, AblationTable]:
-    """Check everything that needs neither Ray nor MLflow; a resumed table keeps its own options."""
-    state: dict = {}
-    if resume:
-        path = _state_file(options.folder)
-        if not path.is_file():
-            raise SearchError(f"nothing to resume: {path} does not exist; give the --table and --storage of the run")
-        state = json.loads(path.read_text())
-        address = options.address
-        options = AblationOptions(**state["options"])
-        options.address = address or options.address
-    elif _state_file(options.folder).is_file():
-        raise SearchError(
-            f"table {options.table!r} already ran in {options.folder}; add --resume to continue it, or give another "
-            "--storage"
-        )
-    table = load_table(options.table)
-    check_input_size(parse_input_size(options.input))
-    if options.epochs is not None and options.epochs < 1:
-        raise SearchError("--epochs must be at least 1")
-    for name in ("cpus_per_trial", "batch"):
-        if getattr(options, name) < 1:
-            raise SearchError(f"--{name.replace('_', '-')} must be at least 1")
-    if not options.lr > 0:
-        raise SearchError(f"--lr {options.lr}: the learning rate must be positive")
-    options.data = absolute_data(options.data)
-    parse_data(options.data)
-    check_tracking_uri(options.resolved_tracking_uri())
-    if options.address:
-        check_ray_address(options.address)
-    return options, state, table
-
-
-def _parent_run(client: MlflowClient, options: AblationOptions, state: dict, table: AblationTable, recipe: dict):
-    experiment_id, resumed = open_experiment(client, options.experiment, options.storage, state)
-    if resumed:
-        return experiment_id, resumed
-    params = {
-        "table": table.name,
-        "table_file": str(table.path),
-        "complexity_input": f"{table.input_hw[0]}x{table.input_hw[1]}",
-        "convention": table.convention,
-        "input": options.input,
-        "epochs": str(recipe["epochs"]),
-        "data": options.data,
-        "seed": str(options.seed),
-        "recipe": json.dumps(recipe, sort_keys=True),
-    }
-    tags = {"kind": "ablation", "table": table.name, "command": options.command}
-    run_id = create_parent(client, experiment_id, f"table {table.name}", tags, params)
-    client.log_artifact(run_id, str(table.path), "table")
-    return experiment_id, run_id
-
-
 def row_configs(complexity: list[ComplexityRow]) -> list[dict]:
     """One Tune config per row, the most expensive first (they take longest, so they should start first)."""
     configs = [
@@ -208,54 +114,66 @@ def row_configs(complexity: list[ComplexityRow]) -> list[dict]:
     return sorted(configs, key=lambda c: -c["flops"])
 
 
-def run_table(options: AblationOptions, resume: bool = False) -> dict:
-    """Train every row (or continue a killed run); returns the summary that `--json` prints."""
-    options, state, table = prepare(options, resume)
-    complexity = table_complexity(table)
-    recipe = proxy_recipe(table, options)
-    if parse_data(options.data) is None:
-        ensure_synthetic()
+def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
+    """Train every row (or continue an interrupted run); returns the summary that `--json` prints."""
+    quiet_console(options.verbose)
+    table, recipe = options.table, options.recipe
+    with before_first_trial("ablation table"):
+        complexity = table_complexity(table)
+        if options.source is None:
+            ensure_synthetic()
     os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
-    folder = options.folder
-    tracking_uri = options.resolved_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    experiment_id, parent_id = _parent_run(client, options, state, table, recipe)
-    state = {"options": asdict(options), "parent_run_id": parent_id, "experiment_id": experiment_id}
-    save_state(folder, state, _state_file(folder))
-    print(f"table {table.name}: {len(table.rows)} rows; {describe_recipe(recipe, options.data)}", file=sys.stderr)
-    tracker = AblationTracker(tracking_uri, experiment_id, parent_id, table.name)
-    concurrency = max(1, (os.cpu_count() or 1) // options.cpus_per_trial)
-    progress = SearchProgress(len(table.rows), concurrency, None, table.convention)
+    mlflow.set_tracking_uri(options.tracking_uri)
+    client = MlflowClient(options.tracking_uri)
+    say(f"table {table.name}: {len(table.rows)} rows; {describe_recipe(recipe, options.data)}")
+    with ray_session(options) as concurrency:
+        experiment_id, parent_id = open_parent(client, options, state, f"table {table.name}", *parent_fields(options))
+        if not resume:
+            client.log_artifact(parent_id, str(table.path), "table")
+        tracker = AblationTracker(options.tracking_uri, experiment_id, parent_id, table.name)
+        progress = SearchProgress(len(table.rows), concurrency, None, table.convention)
+        rows = tune.grid_search(row_configs(complexity))
 
-    def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
-        return tune.Tuner(
-            trainable,
-            param_space={"recipe": recipe, "data": options.data, "row": tune.grid_search(row_configs(complexity))},
-            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
-            run_config=run_config,
-        )
+        def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
+            return tune.Tuner(
+                trainable,
+                param_space={"recipe": recipe_config(recipe), "data": options.data, "row": rows},
+                tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
+                run_config=run_config,
+            )
 
-    fit_on_ray(options, "ablation table", table.name, new_tuner, [tracker, progress], resume)
-    return finish(client, options, table, complexity, recipe, experiment_id, parent_id)
+        fit(options, "ablation table", table.name, new_tuner, tracker, [progress], resume, parent_id)
+    return finish(client, options, complexity, experiment_id, parent_id)
+
+
+def parent_fields(options: AblationOptions) -> tuple[dict, dict]:
+    """Tags and params of a table's parent run."""
+    table = options.table
+    params = {
+        "table": table.name,
+        "table_file": str(table.path),
+        "complexity_input": hw_text(table.input_hw),
+        "convention": table.convention,
+        "input": options.args.input,
+        "epochs": options.recipe.epochs,
+        "data": options.data,
+        "seed": options.recipe.seed,
+        "recipe": json.dumps(recipe_config(options.recipe), sort_keys=True),
+    }
+    return {"kind": "ablation", "table": table.name, "command": options.command}, params
 
 
 def finish(
-    client: MlflowClient,
-    options: AblationOptions,
-    table: AblationTable,
-    complexity: list[ComplexityRow],
-    recipe: dict,
-    experiment_id: str,
-    parent_id: str,
+    client: MlflowClient, options: AblationOptions, complexity: list[ComplexityRow], experiment_id: str, parent_id: str
 ) -> dict:
+    table = options.table
     runs = {r.data.tags.get("row"): r for r in child_runs(client, experiment_id, parent_id)}
     ap = {
         name: r.data.metrics.get("ap")
         for name, r in runs.items()
         if r.info.status == "FINISHED" and r.data.tags.get("stopped_early") == "false"
     }
-    line = describe_recipe(recipe, options.data)
+    line = describe_recipe(options.recipe, options.data)
     rows = complexity_rows(complexity, ap)
     out = options.folder / "report"
     caption = f"{table.title}. {line}."
@@ -273,7 +191,7 @@ def finish(
         "table": table.name,
         "parent_run_id": parent_id,
         "experiment_id": experiment_id,
-        "tracking_uri": options.resolved_tracking_uri(),
+        "tracking_uri": options.tracking_uri,
         "convention": table.convention,
         "recipe": line,
         "outputs": [str(p) for p in [*written.values(), *plots]],
@@ -304,9 +222,9 @@ def print_table(table: AblationTable, rows: list[dict], line: str) -> None:
         print("(≠): our exact figure, printed the paper's way, differs from the published one (see the README)")
 
 
-def complexity_only(options: AblationOptions) -> dict:
+def complexity_only(table_name: str) -> dict:
     """The complexity columns alone: no training, no Ray, no MLflow."""
-    table = load_table(options.table)
+    table = load_table(table_name)
     complexity = table_complexity(table)
     rows = complexity_rows(complexity)
     print_table(table, rows, "proxy AP: not trained (--complexity-only)")

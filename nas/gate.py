@@ -76,8 +76,16 @@ class BudgetGate:
         """Raw FLOPs in the search's convention."""
         return self.cost(genome).flops[self.convention]
 
+    def admits(self, flops: int) -> bool:
+        """The one budget comparison: raw FLOPs (this gate's convention) at most the budget."""
+        return flops <= self.budget.raw
+
+    def over(self, flops: int) -> int:
+        """How far `flops` is over the budget (<= 0: within it); Optuna's constraint value."""
+        return flops - self.budget.raw
+
     def fits(self, genome: Genome) -> bool:
-        return self.flops(genome) <= self.budget.raw
+        return self.admits(self.flops(genome))
 
     def show(self, raw: int) -> str:
         return f"{format_flops(raw, self.convention)} ({raw:,} raw, {self.convention})"
@@ -88,7 +96,7 @@ class BudgetGate:
         cheapest: tuple[int, Genome] | None = None
         for genome in space.cheapest_candidates():
             flops = self.flops(genome)
-            if flops <= self.budget.raw:
+            if self.admits(flops):
                 return genome
             if cheapest is None or flops < cheapest[0]:
                 cheapest = (flops, genome)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from ray import tune
 
 from analysis.pareto import Point, pareto_front
+from nas.options import say
 from nas.trial import flat_config
 from search_space.complexity import format_flops
 
@@ -51,13 +51,13 @@ class SearchProgress(tune.Callback):
             mean = sum(self.durations) / len(self.durations)
             waves = (pending + running) / self.concurrency
             eta = f" | ETA {waves * mean / 60:.1f} min"
-        elapsed = (time.time() - self.start) / 60
-        print(
-            f"[{elapsed:5.1f} min] {event:<28} trials: {finished} finished, {failed} failed, {running} running, "
-            f"{pending} pending of {self.total}{self._rejected()} | front: {shown}{eta}",
-            file=sys.stderr,
-            flush=True,
+        self._say(
+            f"{event:<28} trials: {finished} finished, {failed} failed, {running} running, "
+            f"{pending} pending of {self.total}{self._rejected()} | front: {shown}{eta}"
         )
+
+    def _say(self, text: str) -> None:
+        say(f"[{(time.time() - self.start) / 60:5.1f} min] {text}")
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
@@ -67,13 +67,10 @@ class SearchProgress(tune.Callback):
         """One short line per finished epoch, so a long trial shows it is alive (and how fast it goes)."""
         if "epoch" not in result or result.get("complete"):
             return
-        elapsed = (time.time() - self.start) / 60
         label = flat_config(trial.config).get("row")  # an ablation row's name; searches have none
-        print(
-            f"[{elapsed:5.1f} min]   {trial.trial_id}{f' ({label})' if label else ''} epoch {result['epoch']}/"
-            f"{result.get('epochs_total', '?')} AP {result.get('ap', float('nan')):.3f}",
-            file=sys.stderr,
-            flush=True,
+        self._say(
+            f"  {trial.trial_id}{f' ({label})' if label else ''} epoch {result['epoch']}/"
+            f"{result.get('epochs_total', '?')} AP {result.get('ap', float('nan')):.3f}"
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

@@ -1,42 +1,42 @@
-"""Ray Tune's OptunaSearch behind the budget gate: an over-budget or invalid genome never becomes a trial.
+"""A Tune searcher over Optuna's public ask/tell, behind the budget gate: an over-budget or invalid genome never
+becomes a trial.
 
-Each suggestion is sampled by Optuna (multi-objective TPE: maximise AP, minimise FLOPs), its genome built and its
-complexity computed at the canonical input. A genome over budget (or an invalid gene combination) is told to
-Optuna at once as an infeasible trial (constraint value > 0, the amount over budget), so the sampler learns to
-avoid it, and Optuna is asked again - the Tune trial slot is never used. Rejections are appended to a JSONL file
-so that the driver can count and log them, also across a resumed search.
+Each suggestion is asked of an Optuna study (multi-objective TPE: maximise AP, minimise FLOPs), its genes sampled
+define-by-run (a conditional gene only where it changes the network), its genome built and its complexity computed
+at the canonical input. A genome over budget (or an invalid gene combination) is told to Optuna at once as an
+infeasible trial (its `budget` constraint > 0: the amount over budget), so the sampler learns to avoid it, and
+Optuna is asked again: the Tune trial slot is never used. Rejections are appended to a JSONL file so that the driver
+can count and log them, also across a resumed search. The presets of the space under budget are enqueued, so they
+are the first trials. The study (in memory) is pickled with the searcher's state, so a killed search resumes it.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import pickle
+import random
 import time
-from collections.abc import Sequence
+import warnings
 from pathlib import Path
 
 import optuna
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from nas.gate import BudgetGate
+from nas.options import SearchError, say
 from search_space.genome import GenomeError
 from search_space.space import PARAM_PREFIX, SearchSpace, decode
 
-CONSTRAINT_ATTR = "constraint"
+CONSTRAINT = "budget"  # the Optuna constraint: FLOPs over budget (<= 0: feasible)
 METRICS, MODES = ["ap", "flops"], ["max", "min"]
+EXPLORE_AFTER = 10  # duplicates in a row after which the next samples are drawn uniformly
 
 
-def constraint_of(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-    """Optuna's view of feasibility: <= 0 within budget (module-level so the sampler pickles with the search)."""
-    return trial.user_attrs.get(CONSTRAINT_ATTR, [0.0])
+class TooManyRejections(SearchError):
+    """The sampler keeps proposing genomes the gate refuses: the budget admits too little of the space."""
 
 
-class TooManyRejections(RuntimeError):
-    pass
-
-
-class BudgetedOptunaSearch(OptunaSearch):
+class BudgetedSearcher(Searcher):
     def __init__(
         self,
         space: SearchSpace,
@@ -47,72 +47,103 @@ class BudgetedOptunaSearch(OptunaSearch):
         max_rejections: int = 300,
         startup_trials: int = 5,
     ) -> None:
-        self.search_space, self.gate, self.rejections_file = space, gate, rejections_file
+        super().__init__(metric=list(METRICS), mode=list(MODES))
+        self.space, self.gate, self.rejections_file = space, gate, rejections_file
         self.max_rejections = max_rejections
+        with warnings.catch_warnings():
+            # `group` is marked experimental (not deprecated) in Optuna; it is what conditional genes need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,  # conditional genes: model each set of co-occurring genes together
+                n_startup_trials=startup_trials,
+            )
+        self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        for params in anchors:
+            self.study.enqueue_trial(params)
+        self.random = random.Random(seed)
+        self.live: dict[str, int] = {}  # Tune trial id -> Optuna trial number, until the trial ends
         self.suggested: set[str] = set()  # compact genomes handed to Tune
-        self.choices = space.parameters()
-        sampler = optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=True,  # conditional genes: model each set of co-occurring genes together
-            n_startup_trials=startup_trials,
-            constraints_func=constraint_of,
-        )
-        super().__init__(
-            space=self.define, metric=list(METRICS), mode=list(MODES), sampler=sampler, points_to_evaluate=anchors
-        )
+        self.exhausted = False
 
-    def define(self, trial) -> None:
+    def _sample(self, trial: optuna.Trial) -> dict[str, str]:
         """Define-by-run: a conditional gene is only sampled where it changes the network."""
-        genes = dict(self.search_space.base.genes)
-        for key, choices in self.choices.items():
+        genes = dict(self.space.base.genes)
+        for key, choices in self.space.parameters().items():
             name = key.removeprefix(PARAM_PREFIX)
-            if self.search_space.is_active(name, genes):
+            if self.space.is_active(name, genes):
                 genes[name] = decode(name, trial.suggest_categorical(key, choices))
+        return dict(trial.params)
 
     def suggest(self, trial_id: str) -> dict | str | None:
+        if self.exhausted:
+            return Searcher.FINISHED
+        duplicates = 0
         for _ in range(self.max_rejections):
-            params = super().suggest(trial_id)
-            if params is None:
-                return None
-            ot_trial = self._ot_trials[trial_id]
+            if duplicates >= EXPLORE_AFTER:
+                # TPE learns nothing from a duplicate and keeps proposing it: explore a uniformly random point
+                self.study.enqueue_trial({k: self.random.choice(v) for k, v in self.space.parameters().items()})
+            trial = self.study.ask()
+            params = self._sample(trial)
             try:
-                genome = self.search_space.genome(params)
+                genome = self.space.genome(params)
             except GenomeError as exc:
-                self._reject(trial_id, ot_trial, params, None, f"invalid combination: {exc}")
+                self._reject(trial, params, None, f"invalid combination: {exc}")
                 continue
             if genome.compact() in self.suggested:
-                # Trained (or training) already: tell Optuna nothing new, as a failed sample it does not learn from.
-                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-                del self._ot_trials[trial_id]
+                # Trained (or training) already: nothing new for Optuna, a failed sample it does not learn from.
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                duplicates += 1
                 continue
             cost = self.gate.cost(genome)
             flops = cost.flops[self.gate.convention]
-            if flops > self.gate.budget.raw:
-                self._reject(trial_id, ot_trial, params, flops, f"over budget: {self.gate.show(flops)}")
+            if not self.gate.admits(flops):
+                self._reject(trial, params, flops, f"over budget: {self.gate.show(flops)}")
                 continue
-            ot_trial.set_user_attr(CONSTRAINT_ATTR, [float(flops - self.gate.budget.raw)])
+            trial.set_constraint(CONSTRAINT, float(self.gate.over(flops)))
+            self.live[trial_id] = trial.number
             self.suggested.add(genome.compact())
             return {"params": params, "genome": genome.compact(), "flops": flops, "cost": cost.metrics()}
         if self.suggested:
-            print(
+            say(
                 f"search: {self.max_rejections} samples in a row were already trained, over budget or invalid; the "
-                "space under budget looks exhausted, so no further trials start",
-                file=sys.stderr,
+                "space under budget looks exhausted, so no further trials start"
             )
+            self.exhausted = True
             return Searcher.FINISHED
         raise TooManyRejections(
             f"{self.max_rejections} samples in a row were over budget or invalid: the space has too few genomes "
             f"under {self.gate.budget.text}; raise the budget or narrow the space"
         )
 
-    def _reject(self, trial_id: str, ot_trial, params: dict, flops: int | None, reason: str) -> None:
-        over = float(flops - self.gate.budget.raw) if flops is not None else float(self.gate.budget.raw)
-        ot_trial.set_user_attr(CONSTRAINT_ATTR, [over])
-        ot_trial.set_user_attr("rejected", reason)
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        number = self.live.pop(trial_id, None)
+        if number is None:
+            return
+        if error or not result or "ap" not in result:
+            self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(number, [float(result["ap"]), float(result["flops"])])
+
+    def _reject(self, trial: optuna.Trial, params: dict, flops: int | None, reason: str) -> None:
+        trial.set_constraint(CONSTRAINT, float(self.gate.over(flops) if flops is not None else self.gate.budget.raw))
+        trial.set_user_attr("rejected", reason)
         # Objectives of a genome that is never trained: no accuracy, and its real cost when known.
-        self._ot_study.tell(ot_trial, [0.0, float(flops if flops is not None else 2 * self.gate.budget.raw)])
-        del self._ot_trials[trial_id]  # the Tune trial id is reused for the next sample
+        self.study.tell(trial, [0.0, float(flops if flops is not None else 2 * self.gate.budget.raw)])
         self.rejections_file.parent.mkdir(parents=True, exist_ok=True)
         with self.rejections_file.open("a") as f:
             f.write(json.dumps({"time": time.time(), "params": params, "flops": flops, "reason": reason}) + "\n")
+
+    # ---- resume: Tune saves the searcher with its experiment state and restores it on Tuner.restore ---------
+    STATE = ("study", "live", "suggested", "exhausted", "random")
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({name: getattr(self, name) for name in self.STATE}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)  # written by save() above, in this search's own folder
+        for name in self.STATE:
+            setattr(self, name, state[name])

@@ -110,7 +110,12 @@ class SearchTracker(tune.Callback):
     def finish(self, run_id: str, result: dict, status: str, stopped_early: bool = False) -> None:
         now = int(time.time() * 1000)
         epoch = int(result.get("epoch", 0))
-        metrics = [Metric(k, float(result[k]), now, epoch) for k in FINAL_METRICS if _finite(result.get(k))]
+        done = self._logged_steps.get(run_id, set())
+        metrics = [
+            Metric(k, float(result[k]), now, epoch)
+            for k in FINAL_METRICS
+            if _finite(result.get(k)) and (k, epoch) not in done  # an epoch's curve point is its final value
+        ]
         tags = [RunTag("stopped_early", str(stopped_early).lower())]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, status)

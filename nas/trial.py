@@ -20,8 +20,11 @@ from search_space.genome import Genome
 
 # Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
 # list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
-# infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error).
+# infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error), or
+# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop).
 FAULTS_ENV = "HRNAS_FAULTS"
+TRAINING_DIR = "training"  # in the Tune trial folder: the trial's checkpoint
+AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
 
 
 def recipe_from_config(recipe: dict) -> Recipe:
@@ -55,11 +58,13 @@ def train_trial(config: dict) -> None:
     if fault == "nan":
         recipe = replace(recipe, lr=math.inf)
     data = load_data(parse_data(config["data"]))
-    out_dir = Path(tune.get_context().get_trial_dir()) / "training"
+    out_dir = Path(tune.get_context().get_trial_dir()) / TRAINING_DIR
     fixed = {"flops": config["flops"], **config["cost"]}
 
     def report(record: dict) -> None:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and v is not None}
+        if fault == "poor":
+            metrics["ap"] -= 1.0
         tune.report({**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs})
 
     train(genome, data, recipe, out_dir, on_epoch=report, quiet=True)

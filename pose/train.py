@@ -118,9 +118,9 @@ def evaluate(
     model: nn.Module,
     dataset: TopDownDataset,
     coco_gt,
-    flip_test: bool,
-    loss: str = "mse",
-    decode: str = "quarter",
+    flip_test: bool = Recipe.flip_test,
+    loss: str = Recipe.loss,
+    decode: str = Recipe.decode,
     batch: int = 64,
 ) -> dict:
     """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation)."""

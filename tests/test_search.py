@@ -20,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, pareto_front
+from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "tests" / "data" / "coco-mini"
@@ -59,7 +60,9 @@ def search_command(tmp_path, space_file, *extra):
 
 
 def environment(tmp_path, **extra):
-    env = dict(os.environ, HRNAS_CACHE=str(tmp_path / "cache"), **extra)
+    # One complexity cache for the test session (the presets are counted once, not once per search); it is keyed
+    # by genome and input, and written atomically.
+    env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"), **extra)
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -264,3 +267,106 @@ def test_second_search_in_the_same_place_needs_resume(tmp_path, space_file):
     (folder / "search.json").write_text("{}")
     done = run_search(tmp_path, space_file, timeout=120)
     assert done.returncode == 2 and "--resume" in done.stderr
+
+
+def test_bad_input_is_reported_before_an_existing_search(tmp_path, space_file, capsys):
+    folder = tmp_path / "runs" / "t"
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text("{}")
+    code, _, err = run_script(
+        capsys, "search", "--budget", "half a gig", "--space", str(space_file), "--storage", str(tmp_path / "runs"),
+        "--experiment", "t",
+    )  # fmt: skip
+    assert code == 2 and "cannot read budget" in err and "already exists" not in err
+
+
+def test_more_cpus_per_trial_than_any_node_has_is_an_error_before_any_trial(tmp_path, space_file):
+    cpus = str(max(4, 2 * (os.cpu_count() or 1)))  # more than the local Ray detects on this machine
+    started = time.time()
+    done = run_search(tmp_path, space_file, "--cpus-per-trial", cpus, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"--cpus-per-trial {cpus}: no node of the local Ray instance" in errors[0]
+    assert "cluster only has" not in done.stderr and time.time() - started < 120
+    assert not list((tmp_path / "runs").glob("t/tune/t/train_trial_*"))  # no trial
+    assert not (tmp_path / "runs" / "t" / "search.json").exists()  # and no search to resume: fix and run again
+
+
+def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) while a trial runs: exit 130, the parent and the running
+    trial KILLED (not FINISHED), the resume command printed; `--resume` finishes both genomes of a two-genome space
+    once each and then ends the search as exhausted (asked for 5). `--cpus-per-trial 2`: one trial at a time here."""
+    base = tmp_path / "tiny-base.yaml"
+    base.write_text(BASE)
+    space = tmp_path / "two.yaml"
+    space.write_text(f"name: two\nbase: {base}\ngenes:\n  width: [8, 12]\n")
+    env = environment(tmp_path)
+    command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2")
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err:
+        driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                  start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: " start " in err_path.read_text(), 300, "a running trial")
+        time.sleep(2)
+        os.killpg(driver.pid, signal.SIGINT)
+        assert driver.wait(120) == 130
+    finally:
+        if driver.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(driver.pid, signal.SIGKILL)
+    stderr = err_path.read_text()
+    assert "Continue it with:" in stderr and f"{command[1]} " in stderr and stderr.rstrip().endswith("--resume")
+    assert "Tuner.restore" not in stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("t").experiment_id
+    parent = [r for r in client.search_runs([experiment]) if r.data.tags.get("kind") == "search"]
+    assert len(parent) == 1 and parent[0].info.status == "KILLED"
+    interrupted = client.search_runs([experiment], filter_string="tags.trial_id != ''")
+    assert interrupted and all(r.info.status == "KILLED" for r in interrupted)
+
+    done = run_search(tmp_path, space, "--resume", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["parent_run_id"] == parent[0].info.run_id
+    _, runs = children(tmp_path, summary)
+    trial_ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(runs) == len(set(trial_ids)) == 2 and {r.info.run_id for r in interrupted} <= {
+        r.info.run_id for r in runs
+    }
+    assert all(r.info.status == "FINISHED" and r.data.tags["stopped_early"] == "false" for r in runs)
+    for r in runs:
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "loss")] == [1]
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+    assert "looks exhausted" in done.stderr
+    running = [
+        int(line.split(" running")[0].rsplit(" ", 1)[-1]) for line in done.stderr.splitlines() if " running," in line
+    ]
+    assert running and max(running) <= max(1, (os.cpu_count() or 1) // 2)
+    assert not list((tmp_path / "runs" / "t" / "tune").rglob("checkpoint.pt"))  # finished trials keep no checkpoint
+
+
+def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path):
+    """--scheduler asha --epochs 2: rung at epoch 1. Trials run one at a time (all CPUs per trial) in the seeded
+    sampler's order, width 12 then width 16; width 16 reports an AP far below (fault `poor`), so ASHA stops it."""
+    base = tmp_path / "tiny-base.yaml"
+    base.write_text(BASE)
+    space = tmp_path / "three.yaml"
+    space.write_text(f"name: three\nbase: {base}\ngenes:\n  width: [8, 12, 16]\n")
+    env = environment(tmp_path, HRNAS_FAULTS="poor:width=16 ")
+    cpus = str(os.cpu_count() or 1)
+    done = run_search(tmp_path, space, "--budget", "100M", "--trials", "2", "--epochs", "2", "--scheduler", "asha",
+                      "--cpus-per-trial", cpus, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    client, runs = children(tmp_path, summary)
+    by_width = {r.data.params["gene.width"]: r for r in runs}
+    assert set(by_width) == {"12", "16"}, "the seeded sampler's first two genomes changed: adapt the fault pattern"
+    stopped, complete = by_width["16"], by_width["12"]
+    assert stopped.info.status == complete.info.status == "FINISHED"
+    assert stopped.data.tags["stopped_early"] == "true" and complete.data.tags["stopped_early"] == "false"
+    assert [m.step for m in client.get_metric_history(stopped.info.run_id, "loss")] == [1]
+    assert [m.step for m in client.get_metric_history(complete.info.run_id, "loss")] == [1, 2]
+    assert stopped.data.tags["pareto"] == "false" and complete.data.tags["pareto"] == "true"
+    assert [p["run_id"] for p in summary["pareto"]] == [complete.info.run_id]
+    assert summary["trials_stopped_early"] == 1

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.ablation_run import AblationOptions, complexity_only, run_table
-from nas.driver import describe_command, options_from_args, run_command
+from hrnas.errors import Parser, run_command
+from nas.options import AblationArgs, describe_command
 from search_space.ablation import available_tables
 
-DEFAULTS = AblationOptions(table="")
+DEFAULTS = AblationArgs(table="")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="hrnas ablate", description=__doc__)
     p.add_argument("--table", required=True, help=f"{', '.join(available_tables())}, or a table YAML file")
     p.add_argument("--data", default=DEFAULTS.data, help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
     p.add_argument("--epochs", type=int, default=None, help="epochs per row (default: the table's)")
@@ -33,25 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
-                   f"per row; rows run CPUs // this at a time (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+                   f"per row; rows run Ray's CPUs // this at a time (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip
     p.add_argument("--experiment", default=DEFAULTS.experiment, help=f"MLflow experiment (default "
                    f"{DEFAULTS.experiment})")  # fmt: skip
     p.add_argument("--storage", default=DEFAULTS.storage, help=f"folder for runs (default {DEFAULTS.storage})")
-    p.add_argument("--resume", action="store_true", help="continue the killed run of this --table/--storage")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run of this --table/--storage")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's, Tune's and MLflow's own log lines")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with a 'rows' list")
     return p
+
+
+def ablate(args: argparse.Namespace, command: str) -> dict:
+    if args.complexity_only:
+        from nas.ablation_run import complexity_only
+
+        return complexity_only(args.table)
+    values = {k: v for k, v in vars(args).items() if k not in {"resume", "json", "complexity_only"}}
+    options, state = AblationArgs(**values, command=command).open(args.resume)
+    from nas.ablation_run import run_table  # Ray and MLflow load only once the inputs are known to be good
+
+    return run_table(options, state, args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    options = options_from_args(args, AblationOptions)
-    options.command = describe_command(argv, "ablate.py")
-    job = (lambda: complexity_only(options)) if args.complexity_only else (lambda: run_table(options, args.resume))
-    return run_command(job, args.json)
+    return run_command(lambda: ablate(args, describe_command(argv, "ablate")), args.json)
 
 
 if __name__ == "__main__":

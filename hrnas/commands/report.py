@@ -12,14 +12,12 @@ compare on one scale.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from analysis.runs import (
-    PARETO_COLUMNS,
     Search,
     compare_hypervolumes,
     find_searches,
@@ -28,14 +26,16 @@ from analysis.runs import (
     write_search_report,
 )
 from analysis.tables import to_terminal, write_tables
-from nas.driver import local_store
+from hrnas.errors import Parser, run_command
+from nas.front import print_front
+from nas.options import local_store
 
 COMPARE_COLUMNS = ["search", "status", "budget", "trials", "eligible", "front", "best_ap", "hypervolume",
                    "hypervolume_common", "run_id"]  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="hrnas report", description=__doc__)
     p.add_argument("--experiment", action="append", default=[], help="MLflow experiment(s) holding the searches "
                    "(repeatable; default hrnas-search)")  # fmt: skip
     p.add_argument("--run", action="append", default=[], help="parent run id of a search (repeatable); instead of "
@@ -67,17 +67,10 @@ def open_store(args: argparse.Namespace) -> MlflowClient:
     return MlflowClient(uri)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def report(args: argparse.Namespace) -> dict:
     if args.last < 1:
-        print("error: --last must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        client = open_store(args)
-        searches = select(client, args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError("--last must be at least 1")
+    searches = select(open_store(args), args)
     out = Path(args.out or Path(args.storage) / "report")
     summary = []
     for search in searches:
@@ -86,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = pareto_rows(search.front, search.convention)
         print(f"\n{search.name} ({search.run_id}, {search.parent.info.status}): Pareto front, {len(search.front)} "
               f"of {len(search.eligible)} eligible trials")  # fmt: skip
-        print(to_terminal(PARETO_COLUMNS, rows))
+        print_front(rows)
         print(f"  written: {', '.join(str(p) for p in written)}")
         summary.append(
             {"run_id": search.run_id, "name": search.name, "pareto": rows, "outputs": [str(p) for p in written]}
@@ -96,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nSearches side by side (normalised hypervolume: own budget, and the largest budget shown):")
     print(to_terminal(COMPARE_COLUMNS, comparison))
     print(f"  written: {', '.join(str(p) for p in tables.values())}")
-    if args.json:
-        print(json.dumps({"searches": summary, "comparison": comparison}))
-    return 0
+    return {"searches": summary, "comparison": comparison}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: report(args), args.json)
 
 
 if __name__ == "__main__":

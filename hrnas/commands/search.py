@@ -12,37 +12,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.driver import (
-    DEFAULT_SPACE,
-    SCHEDULERS,
-    SearchOptions,
-    describe_command,
-    options_from_args,
-    run,
-    run_command,
-)
+from hrnas.errors import Parser, run_command
+from nas.options import SCHEDULERS, SearchArgs, describe_command
 from search_space.complexity import CONVENTIONS
 
-DEFAULTS = SearchOptions(budget="")
+DEFAULTS = SearchArgs(budget="")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="hrnas search", description=__doc__)
     p.add_argument("--budget", required=True, help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20)")
-    p.add_argument("--space", default=str(DEFAULT_SPACE), help="search space YAML (default: the packaged "
+    p.add_argument("--space", default=DEFAULTS.space, help="search space YAML (default: the packaged "
                    "default space, search_space/spaces/default.yaml)")  # fmt: skip
     p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
-    p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
+    p.add_argument("--data", default=DEFAULTS.data, help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs per trial (default {DEFAULTS.epochs})")
     p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"batch size per trial (default {DEFAULTS.batch})")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
     p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); complexity "
                    "is always counted at 256x192")  # fmt: skip
-    p.add_argument("--convention", default="torchstat", choices=list(CONVENTIONS), help="FLOPs convention")
+    p.add_argument("--convention", default=DEFAULTS.convention, choices=list(CONVENTIONS), help="FLOPs convention")
     p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
-                   f"per trial; concurrency = CPUs // this (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
-    p.add_argument("--scheduler", default="fifo", choices=list(SCHEDULERS), help="fifo (every trial trains to "
-                   "the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
+                   f"per trial; concurrency = Ray's CPUs // this (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+    p.add_argument("--scheduler", default=DEFAULTS.scheduler, choices=list(SCHEDULERS), help="fifo (every trial "
+                   "trains to the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip
@@ -50,17 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {DEFAULTS.experiment})")  # fmt: skip
     p.add_argument("--storage", default=DEFAULTS.storage, help=f"folder for searches (default {DEFAULTS.storage})")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--resume", action="store_true", help="continue the killed search of this --storage/--experiment")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted search of this "
+                   "--storage/--experiment")  # fmt: skip
+    p.add_argument("--verbose", action="store_true", help="also show Ray's, Tune's and MLflow's own log lines")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the run ids and the front")
     return p
+
+
+def search(args: argparse.Namespace, command: str) -> dict:
+    values = {k: v for k, v in vars(args).items() if k not in {"resume", "json"}}
+    options, state = SearchArgs(**values, command=command).open(args.resume)
+    from nas.search_run import run  # Ray, Optuna and MLflow load only once the inputs are known to be good
+
+    return run(options, state, args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    options = options_from_args(args)
-    options.command = describe_command(argv)
-    return run_command(lambda: run(options, resume=args.resume), args.json)
+    return run_command(lambda: search(args, describe_command(argv, "search")), args.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""A Pareto front on the terminal: AP with as many digits as tell its points apart, and the genome column cut to
+the genes in which the points differ, so the table stays about 120 columns wide (the full genomes are in the
+report's CSV and Markdown tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analysis.tables import to_terminal
+
+WIDTH = 120  # the terminal table's target width
+# The front on the terminal: the raw FLOPs and AP50 are in the report's tables (and --json), not here.
+TERMINAL_COLUMNS = ["trial_id", "preset", "ap", "ar", "flops_M", "params_M", "genome"]
+GENOME_NOTES = {
+    True: "genome: only the genes that differ from the space's base genome; the full genomes are in pareto.csv",
+    False: "genome: only the genes in which the front's points differ; the full genomes are in pareto.csv",
+}
+
+
+def ap_digits(values: Sequence[float], least: int = 3, most: int = 6) -> int:
+    """The fewest decimals (at least `least`) that keep distinct AP values distinct."""
+    distinct = len(set(values))
+    for digits in range(least, most):
+        if len({round(v, digits) for v in values}) == distinct:
+            return digits
+    return most
+
+
+def differing_genes(genomes: Sequence[str], base: str | None = None) -> list[str]:
+    """Each compact genome without the `gene=value` tokens of `base` (default: the tokens all of them share, when
+    there are two or more)."""
+    token_sets = [set(g.split()) for g in genomes]
+    common = set.intersection(*token_sets) if len(token_sets) > 1 else set()
+    shared = set(base.split()) if base is not None else common
+    return [" ".join(t for t in g.split() if t not in shared) or "(base)" for g in genomes]
+
+
+def terminal_rows(rows: list[dict], base: str | None = None) -> list[dict]:
+    aps = [r["ap"] for r in rows if isinstance(r.get("ap"), float)]
+    digits = ap_digits(aps)
+    genomes = differing_genes([r.get("genome") or "" for r in rows], base)
+    return [
+        {**r, "ap": f"{r['ap']:.{digits}f}" if isinstance(r.get("ap"), float) else r.get("ap"), "genome": genome}
+        for r, genome in zip(rows, genomes, strict=True)
+    ]
+
+
+def fit_genomes(rows: list[dict]) -> list[dict]:
+    """Cut the genome column (with `…`) so that the table is at most WIDTH columns wide."""
+    others = [c for c in TERMINAL_COLUMNS if c != "genome"]
+    without = to_terminal(others, rows).splitlines()
+    room = max(20, WIDTH - max(len(line) for line in without) - 2)
+    return [{**r, "genome": r["genome"] if len(r["genome"]) <= room else r["genome"][: room - 1] + "…"} for r in rows]
+
+
+def print_front(rows: list[dict], base: str | None = None) -> None:
+    """The front's table (rows of analysis.runs.pareto_rows); `base`: the space's compact base genome, if known."""
+    print(to_terminal(TERMINAL_COLUMNS, fit_genomes(terminal_rows(rows, base))), end="")
+    if rows and (base is not None or len(rows) > 1):
+        print(GENOME_NOTES[base is not None])

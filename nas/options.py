@@ -1,0 +1,307 @@
+"""The options of a search and of an ablation table: what the user typed, checked once, turned into typed values.
+
+`SearchArgs` / `AblationArgs` hold the command line as typed (JSON-friendly: they are saved with the job, so a
+resumed job rebuilds exactly the same options); `.parse()` checks every input that needs neither Ray nor MLflow
+and returns `SearchOptions` / `AblationOptions`, whose budget, space, table, data and training recipe are parsed
+values. Nothing downstream parses or checks them again.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import ClassVar
+
+from pose.coco import DataSource, absolute_data, parse_data
+from pose.train import Recipe
+from search_space.ablation import AblationTable, load_table
+from search_space.budget import Budget, parse_budget
+from search_space.complexity import CONVENTIONS, parse_input_size
+from search_space.space import DEFAULT_SPACE, SearchSpace
+
+SEARCH_FIDELITY = replace(Recipe(), epochs=1, batch=16, lr=1e-2)
+"""The recipe every search trial trains at: train.py's recipe, cut to one epoch so that a search of ten trials
+fits in minutes. Half the batch gives a one-epoch trial twice the optimiser steps, and a slightly lower peak rate
+keeps those steps stable; the ranking of genomes, not their final AP, is what a trial must get right."""
+
+SCHEDULERS = ("fifo", "asha")  # built in nas.schedulers (Ray is imported only once the inputs are known good)
+
+
+class SearchError(ValueError):
+    """A search or table that cannot start (or resume); the message says what is wrong and how to fix it."""
+
+
+def hw_text(input_hw: tuple[int, int]) -> str:
+    return f"{input_hw[0]}x{input_hw[1]}"
+
+
+def local_store(storage: str | Path) -> str:
+    """The default MLflow store: one SQLite file per storage folder, shared by searches and ablations."""
+    return f"sqlite:///{Path(storage).resolve() / 'mlflow.db'}"
+
+
+def describe_command(argv: list[str], script: str) -> str:
+    """The command line as a user would retype it (`python experiments/<script>.py ...`), kept with the runs."""
+    return f"python experiments/{script}.py " + " ".join(shlex.quote(a) for a in argv)
+
+
+def resume_command(command: str) -> str:
+    """The command that continues an interrupted job: its own command line with --resume."""
+    return command if command.endswith(" --resume") else f"{command} --resume"
+
+
+# ---- checks of what is outside the process ------------------------------------------------------------------
+def check_tracking_uri(uri: str) -> None:
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise SearchError(
+                f"cannot reach the MLflow tracking server at {uri} ({exc}); start it (e.g. `mlflow server --host "
+                "127.0.0.1 --port 5000`) or leave out --tracking-uri to use the local SQLite store"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SearchError(f"cannot create the folder of the MLflow store {uri} ({exc})") from None
+    elif "://" in uri or uri.startswith("file:"):
+        raise SearchError(f"--tracking-uri {uri!r}: use http(s)://HOST:PORT (an MLflow server) or sqlite:///PATH")
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast (5 s) on an address nobody listens on, rather than after Ray's long connection retries."""
+    if address == "auto":
+        return
+    host_port = address.split("://", 1)[-1]
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SearchError(f"--address {address!r}: expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379) or 'auto'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise SearchError(
+            f"cannot reach a Ray cluster at {address} ({exc}); start one with `ray start --head --node-ip-address "
+            "127.0.0.1` (it prints the address) or leave out --address to run on a local Ray instance"
+        ) from None
+
+
+def _at_least_one(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise SearchError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+# ---- what search and ablation share --------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class RunArgs:
+    """The command-line values every training job (search or table) has, as typed."""
+
+    data: str = "synthetic"
+    input: str = hw_text(Recipe().input_hw)
+    seed: int = 0
+    cpus_per_trial: int = 1
+    address: str | None = None
+    tracking_uri: str | None = None
+    storage: str = "runs"
+    experiment: str = ""
+    verbose: bool = False
+    command: str = ""
+
+    STATE_FILE = "job.json"  # in `folder`: the args and the MLflow parent run of the job
+    KIND = "job"
+    ELSEWHERE = "another --storage"  # how to start a second job of the same kind instead of resuming
+    FILES: ClassVar[tuple[str, ...]] = ()  # fields naming a file, made absolute when they exist
+
+    def absolute(self) -> RunArgs:
+        """A copy with its paths absolute: trials, and a resumed job, may run in another working directory."""
+        files = {
+            name: str(Path(getattr(self, name)).resolve()) for name in self.FILES if Path(getattr(self, name)).exists()
+        }
+        return replace(self, data=absolute_data(self.data), storage=str(Path(self.storage).resolve()), **files)
+
+    @property
+    def folder(self) -> Path:
+        """The job's folder (state file, Tune folder), known before the inputs are parsed (for --resume)."""
+        raise NotImplementedError
+
+    def parse(self) -> RunOptions:
+        raise NotImplementedError
+
+    def open(self, resume: bool) -> tuple[RunOptions, dict]:
+        """The checked options and the saved state (empty for a new job). Every input is checked before the job's
+        folder is looked at; a resumed job keeps the options it was started with (its Ray address may move)."""
+        path = self.folder / self.STATE_FILE
+        args, state = self.absolute(), {}
+        if resume:
+            if not path.is_file():
+                raise SearchError(
+                    f"nothing to resume: {path} does not exist; give the --storage and --experiment (or --table) of "
+                    f"the interrupted {self.KIND}"
+                )
+            state = json.loads(path.read_text())
+            known = {f.name for f in fields(self)}
+            args = type(self)(**{k: v for k, v in state["options"].items() if k in known})
+            args.address, args.verbose = self.address or args.address, self.verbose
+        options = args.parse()
+        if not resume and path.is_file():
+            raise SearchError(
+                f"a {self.KIND} already exists in {self.folder}; add --resume to continue it, or choose "
+                f"{self.ELSEWHERE}"
+            )
+        return options, state
+
+    def save(self, **state: str) -> None:
+        """Write the state atomically (a kill mid-write leaves the old file)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / self.STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"options": asdict(self), **state}, indent=1))
+        tmp.replace(path)
+
+    def parse_recipe(self, base: Recipe, epochs: int, batch: int, lr: float) -> Recipe:
+        """The training recipe: `base` with this job's crop, epochs, batch, rate, seed and threads."""
+        _at_least_one(epochs=epochs, batch=batch, cpus_per_trial=self.cpus_per_trial)
+        if not lr > 0:
+            raise SearchError(f"--lr {lr}: the learning rate must be positive")
+        input_hw = parse_input_size(self.input)
+        return replace(
+            base, input_hw=input_hw, epochs=epochs, batch=batch, lr=lr, seed=self.seed, threads=self.cpus_per_trial
+        )
+
+    def parse_place(self) -> dict:
+        """Data, tracking store and Ray address, checked; the fields of `RunOptions` besides the recipe."""
+        data = absolute_data(self.data)
+        source = parse_data(data)
+        tracking_uri = self.tracking_uri or local_store(self.storage)
+        check_tracking_uri(tracking_uri)
+        if self.address:
+            check_ray_address(self.address)
+        return {
+            "data": data,
+            "source": source,
+            "tracking_uri": tracking_uri,
+            "address": self.address,
+            "storage": Path(self.storage).resolve(),
+            "experiment": self.experiment,
+            "cpus_per_trial": self.cpus_per_trial,
+            "verbose": self.verbose,
+            "command": self.command,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """A training job's checked inputs; `folder` holds its state file and Tune folder."""
+
+    args: RunArgs = field(repr=False)  # saved with the job; a resumed job parses them again
+    data: str  # absolute paths (trials run in other working directories)
+    source: DataSource | None  # None: synthetic data
+    recipe: Recipe
+    tracking_uri: str
+    address: str | None
+    storage: Path
+    experiment: str
+    cpus_per_trial: int
+    verbose: bool
+    command: str
+
+    @property
+    def folder(self) -> Path:
+        return self.args.folder
+
+
+# ---- search ---------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class SearchArgs(RunArgs):
+    budget: str
+    space: str = str(DEFAULT_SPACE)
+    trials: int = 10
+    epochs: int = SEARCH_FIDELITY.epochs
+    input: str = hw_text(SEARCH_FIDELITY.input_hw)
+    batch: int = SEARCH_FIDELITY.batch
+    lr: float = SEARCH_FIDELITY.lr
+    convention: str = "torchstat"
+    scheduler: str = "fifo"
+    experiment: str = "hrnas-search"
+    STATE_FILE = "search.json"
+    KIND = "search"
+    ELSEWHERE = "another --experiment or --storage"
+    FILES = ("space",)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.storage).resolve() / self.experiment
+
+    def parse(self) -> SearchOptions:
+        budget = parse_budget(self.budget)
+        if self.convention not in CONVENTIONS:
+            raise SearchError(f"--convention {self.convention!r}: choose one of {', '.join(CONVENTIONS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise SearchError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        space = SearchSpace.from_file(self.space)
+        _at_least_one(trials=self.trials)
+        recipe = self.parse_recipe(SEARCH_FIDELITY, self.epochs, self.batch, self.lr)
+        return SearchOptions(
+            args=self,
+            budget=budget,
+            space=space,
+            trials=self.trials,
+            convention=self.convention,
+            scheduler=self.scheduler,
+            recipe=recipe,
+            **self.parse_place(),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions(RunOptions):
+    budget: Budget
+    space: SearchSpace
+    trials: int
+    convention: str
+    scheduler: str
+
+
+# ---- ablation -------------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class AblationArgs(RunArgs):
+    table: str
+    epochs: int | None = None  # None: the table's own
+    batch: int = Recipe().batch
+    lr: float = Recipe().lr
+    experiment: str = "hrnas-ablation"
+    STATE_FILE = "ablation.json"
+    KIND = "table"
+    FILES = ("table",)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.storage).resolve() / "ablations" / Path(self.table).stem
+
+    def parse(self) -> AblationOptions:
+        table = load_table(self.table)
+        epochs = self.epochs if self.epochs is not None else table.epochs or Recipe().epochs
+        recipe = self.parse_recipe(Recipe(), epochs, self.batch, self.lr)
+        return AblationOptions(args=self, table=table, recipe=recipe, **self.parse_place())
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblationOptions(RunOptions):
+    """A table's rows train with train.py's recipe at the table's epochs (--epochs, --batch, --lr override it)."""
+
+    table: AblationTable
+
+
+def say(message: str) -> None:
+    """One line of hrnas's own progress on stderr (stdout is for results and the --json line)."""
+    print(message, file=sys.stderr, flush=True)

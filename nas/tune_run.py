@@ -1,0 +1,261 @@
+"""The Ray Tune plumbing that a search and an ablation table share.
+
+Start (or join) Ray and check that a trial fits on a node; open the MLflow experiment and the job's parent run;
+fit a new Tuner or restore the one in `<folder>/tune`; stop gracefully on Ctrl-C (the job stays resumable and the
+runs say they were not finished); then make MLflow agree with Tune's final state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import NoReturn
+
+import optuna
+import ray
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+
+from nas.options import RunOptions, SearchError, resume_command, say
+from nas.tracking import SearchTracker
+from nas.trial import AUGMENT_NAMES, TRAINING_DIR, flat_config, train_trial
+from pose.train import Recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+# Loggers whose INFO lines are noise to a user of hrnas (shown with --verbose).
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+NOISY_LOGGERS = ("alembic", "mlflow", "ray", "ray.tune", "ray.train", "filelock")
+
+
+def quiet_console(verbose: bool) -> None:
+    """By default a user sees hrnas's own lines: no MLflow database lines, Ray banners, Tune's configuration box,
+    Optuna's study lines. Call it before the first MLflow or Ray call."""
+    if verbose:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # its Ctrl-C lines offer Tuner.restore, not --resume
+    logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)  # "token authentication is enabled": as it should be
+
+
+def recipe_config(recipe: Recipe) -> dict:
+    """The recipe as a JSON-friendly trial config (see nas.trial.recipe_from_config)."""
+    return {**asdict(recipe), "augment": AUGMENT_NAMES[recipe.augment]}
+
+
+def code_version() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
+        return done.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextmanager
+def before_first_trial(kind: str) -> Iterator[None]:
+    """Ctrl-C during the checks before Ray starts (counting a big space takes a while): nothing is recorded yet, so
+    one line and exit 130, not a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        say(f"\nThe {kind} was interrupted before it started; nothing was recorded: run the same command again.")
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+# ---- Ray -------------------------------------------------------------------------------------------------------
+@contextmanager
+def ray_session(options: RunOptions) -> Iterator[int]:
+    """Ray for the job's lifetime: the cluster at --address or a private local instance. Yields the number of
+    trials that can run at once; a trial that fits on no node is an error before anything else happens."""
+    os.environ["TMPDIR"] = str(options.folder / "tmp")
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
+    level = logging.INFO if options.verbose else logging.WARNING
+    temp = None
+    if options.address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
+        ray.init(address=options.address, log_to_driver=options.verbose, logging_level=level)
+    else:
+        # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
+        # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
+        # GCS, raylet and agents listen on all interfaces (Ray 2.60 has no switch for that, and turns a node IP of
+        # 127.0.0.1 into the host's address); token authentication, on by default, guards them.
+        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
+        temp.mkdir(parents=True, exist_ok=True)
+        ray.init(
+            include_dashboard=False,
+            _temp_dir=str(temp),
+            log_to_driver=options.verbose,
+            logging_level=level,
+            configure_logging=options.verbose,
+        )
+    try:
+        yield trials_at_once(options.cpus_per_trial, where=options.address or "the local Ray instance")
+    finally:
+        ray.shutdown()
+        if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def trials_at_once(cpus_per_trial: int, where: str) -> int:
+    """How many trials of `cpus_per_trial` CPUs the cluster runs at once; an error if no node can run one."""
+    nodes = [node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
+    largest = max(nodes, default=0.0)
+    if cpus_per_trial > largest:
+        raise SearchError(
+            f"--cpus-per-trial {cpus_per_trial}: no node of {where} has that many CPUs (the largest has "
+            f"{largest:g}); use --cpus-per-trial {max(1, int(largest))} or fewer, or a cluster with bigger nodes"
+        )
+    return max(1, int(sum(cpus // cpus_per_trial for cpus in nodes)))
+
+
+# ---- MLflow parent run -------------------------------------------------------------------------------------------
+def open_parent(
+    client: MlflowClient, options: RunOptions, state: dict, name: str, tags: dict, params: dict
+) -> tuple[str, str]:
+    """The experiment (created with its artifacts under <storage>/mlartifacts) and the job's parent run: the
+    resumed job's (RUNNING again), or a new one with its tags, the code version and its params in one batch."""
+    experiment = client.get_experiment_by_name(options.experiment)
+    if experiment is None:
+        artifacts = (options.storage / "mlartifacts").as_uri()
+        experiment_id = client.create_experiment(options.experiment, artifact_location=artifacts)
+    else:
+        experiment_id = experiment.experiment_id
+    if state.get("parent_run_id"):
+        client.update_run(state["parent_run_id"], status="RUNNING")
+        return experiment_id, state["parent_run_id"]
+    run = client.create_run(experiment_id, run_name=name, tags={**tags, "code_version": code_version()})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    options.args.save(parent_run_id=run.info.run_id, experiment_id=experiment_id)
+    return experiment_id, run.info.run_id
+
+
+# ---- Tune --------------------------------------------------------------------------------------------------------
+INTERRUPTED = threading.Event()  # set by the first Ctrl-C of this process
+
+
+def on_ctrl_c(signum, frame) -> None:
+    INTERRUPTED.set()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+    say("interrupted: stopping the running trials (Ctrl-C again to stop at once) ...")
+
+
+class CtrlC(tune.Callback):
+    """Ctrl-C asks Tune to stop gracefully: the experiment state is saved with the running trials still RUNNING, so
+    `--resume` continues them (Tune's own SIGINT handler is off: it hides that the job was interrupted). The stop
+    request is Tune's SIGUSR1, sent from inside Tune's loop, where its handler is known to be installed. The flag
+    is module-level because a restored Tuner brings its own (unpickled) copy of this callback."""
+
+    def __init__(self) -> None:
+        self.forwarded = False
+
+    def __setstate__(self, state: dict) -> None:
+        self.forwarded = False  # a resumed job has not been interrupted yet
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if INTERRUPTED.is_set() and not self.forwarded:
+            self.forwarded = True
+            signal.raise_signal(signal.SIGUSR1)
+
+
+class DropCheckpoints(tune.Callback):
+    """A trial that ended on its own needs its checkpoint no more (its results are in MLflow): delete it, so ten
+    trials leave kilobytes, not hundreds of megabytes. An interrupted trial keeps it, to resume from it."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        shutil.rmtree(Path(trial.local_path) / TRAINING_DIR, ignore_errors=True)
+
+
+def fit(
+    options: RunOptions,
+    kind: str,
+    name: str,
+    new_tuner: Callable[[Callable, tune.RunConfig], tune.Tuner],
+    tracker: SearchTracker,
+    callbacks: list[tune.Callback],
+    resume: bool,
+    parent_id: str,
+) -> tune.ResultGrid:
+    """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it), then make MLflow agree with Tune's
+    results. `new_tuner(trainable, run_config)` builds a new one. An interrupted job marks its parent and its
+    unfinished runs KILLED, prints the command that resumes it and exits with 130."""
+    trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
+    tune_path = options.folder / "tune"
+    if resume and tune.Tuner.can_restore(str(tune_path / name)):
+        say(f"resuming the {kind} in {tune_path / name}")
+        tuner = tune.Tuner.restore(str(tune_path / name), trainable, resume_unfinished=True)
+    else:
+        run_config = tune.RunConfig(
+            name=name,
+            storage_path=str(tune_path),
+            # result.json only (Tune reads its results back from it): MLflow holds the curves, so no TensorBoard
+            # files, nor the hint to open them
+            callbacks=[tracker, *callbacks, CtrlC(), DropCheckpoints(), JsonLoggerCallback()],
+            verbose=1 if options.verbose else 0,  # Tune's own progress table only with --verbose
+            failure_config=tune.FailureConfig(max_failures=0),
+        )
+        tuner = new_tuner(trainable, run_config)
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; --resume starts from Tune's last saved state
+        stop_interrupted(tracker, parent_id, kind, options.command)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    if INTERRUPTED.is_set() or unfinished > 0:
+        reconcile(tracker, results, complete_only=True)
+        stop_interrupted(tracker, parent_id, kind, options.command)
+    reconcile(tracker, results)
+    return results
+
+
+def reconcile(tracker: SearchTracker, results: tune.ResultGrid, complete_only: bool = False) -> None:
+    """Make MLflow agree with Tune's final state (a driver killed between the two is repaired here). After an
+    interrupt only trials that ended on their own are finished (`complete_only`)."""
+    for result in results:
+        trial_id = result.metrics.get("trial_id") if result.metrics else None
+        config = flat_config(result.config or {})
+        if not trial_id or "genome" not in config:
+            continue
+        complete = bool(result.metrics.get("complete", False))
+        if complete_only and not complete and result.error is None:
+            continue
+        run_id = tracker.child_run(trial_id, config)
+        status = tracker.client.get_run(run_id).info.status
+        if result.error is not None:
+            if status != "FAILED":
+                tracker.client.set_terminated(run_id, "FAILED")
+        elif status != "FINISHED":
+            tracker.log_epoch(run_id, result.metrics)
+            tracker.finish(run_id, result.metrics, "FINISHED", stopped_early=not complete)
+
+
+def stop_interrupted(tracker: SearchTracker, parent_id: str, kind: str, command: str) -> NoReturn:
+    """The parent and every run still RUNNING become KILLED (`--resume` sets them RUNNING again); exit 130."""
+    client = tracker.client
+    for run in client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and status = 'RUNNING'"
+    ):
+        client.set_terminated(run.info.run_id, "KILLED")
+    client.set_terminated(parent_id, "KILLED")
+    say(f"\nThe {kind} was interrupted; its finished trials are kept. Continue it with:\n  {resume_command(command)}")
+    raise SystemExit(EXIT_INTERRUPTED)
