@@ -54,14 +54,6 @@ def presets_in(space: SearchSpace) -> list[str]:
     return found
 
 
-def distinct_genomes(space: SearchSpace) -> list[Genome]:
-    """Every valid genome of the space once (two samples never give the same genome; this makes sure)."""
-    seen: dict[str, Genome] = {}
-    for genome in space.valid_genomes():
-        seen.setdefault(genome.compact(), genome)
-    return list(seen.values())
-
-
 def summarize(
     space: SearchSpace,
     convention_name: str = "torchstat",
@@ -74,7 +66,7 @@ def summarize(
     convention(convention_name)
     check_input_size(input_hw)
     start = time.perf_counter()
-    genomes = distinct_genomes(space)
+    genomes = list(space.valid_genomes())  # each distinct genome once
     flops: list[tuple[int, Genome]] = []
     for index, genome in enumerate(genomes, 1):
         flops.append((spec_complexity(genome.resolve(joints), input_hw).flops[convention_name], genome))
