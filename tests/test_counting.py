@@ -116,10 +116,10 @@ def test_the_sum_of_parts_equals_the_full_count_on_random_genomes():
 @pytest.mark.parametrize("blocks", [1, 2, 3])
 @pytest.mark.parametrize("block", ["weighting", "shuffle", "residual"])
 def test_the_sum_of_parts_is_exact_for_any_block_count(block, blocks):
-    genome = load_preset("ditehrnet-18").with_genes({"block": block, "blocks": blocks})
-    if block != "weighting":
-        genome = genome.with_genes({"cross": "none", "within": "none", "dsc_groups": 1, "kernels": 1})
-    spec = genome.resolve()
+    genes = {"block": block, "blocks": blocks}
+    if block != "weighting":  # the genes of channel weighting must be off
+        genes |= {"cross": "none", "within": "none", "cross_ratio": 8, "within_ratio": 4, "dsc_groups": 1, "kernels": 1}
+    spec = load_preset("ditehrnet-18").with_genes(genes).resolve()
     assert spec_complexity(spec, (128, 96)) == _exact(spec, (128, 96))
 
 
