@@ -1,7 +1,8 @@
 """What a search space holds: how many distinct genomes, how many fit a budget, the FLOPs range, which presets.
 
 Every genome is counted exactly, as a sum of memoised parts (`spec_complexity`), so a space of tens of thousands
-of genomes takes seconds once its distinct parts (stem, transitions, module configurations, heads) are counted.
+of genomes takes seconds: only its few hundred distinct pieces (stem, transitions, per-branch blocks, context modules
+and split convs per branch width, fuses, heads) are built and run.
 Pure Python and torch (no Ray).
 """
 
