@@ -158,6 +158,24 @@ def test_posenet_is_built_from_exactly_its_parts():
     assert [p.place for p in parts].count("layers") == modules == sum(len(s) for s in model.stages)
 
 
+def _leaves(module: nn.Module) -> list[str]:
+    return [type(m).__name__ for m in module.modules() if not m._modules]
+
+
+@pytest.mark.parametrize("preset", ["ditehrnet-18", "naive-litehrnet-18", "litehrnet-18"])
+def test_a_part_made_of_pieces_is_exactly_its_pieces(preset):
+    """The assembled module adds no parameter and no leaf module to its pieces (so its cost is their sum)."""
+    composites = [part for part in network_parts(load_preset(preset).resolve()) if part.pieces]
+    assert composites
+    while composites:
+        part = composites.pop()
+        whole = part.build()
+        pieces = [piece.build() for piece in part.pieces]
+        assert sum(p.numel() for p in whole.parameters()) == sum(p.numel() for m in pieces for p in m.parameters())
+        assert _leaves(whole) == [name for m in pieces for name in _leaves(m)]
+        composites += [piece for piece in part.pieces if piece.pieces]
+
+
 def test_counting_parts_leaves_the_random_stream_alone():
     torch.manual_seed(0)
     expected = torch.rand(3)
