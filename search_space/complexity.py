@@ -345,7 +345,8 @@ def _one_thread() -> Iterator[None]:
 def spec_complexity(spec: NetworkSpec, input_hw: tuple[int, int] = (256, 192)) -> Complexity:
     """The complexity of PoseNet(spec) as the sum of its parts (`blocks.network.network_parts`), each counted once
     per (part, input shapes) in this process (NNI's profiler idea). Equal to `measure` in every figure: the parts
-    own disjoint modules and parameters, and each module's calls all happen inside its own part."""
+    own disjoint modules and parameters, each module's calls all happen inside its own part, and a part made of
+    pieces (`blocks.network.assembled`) adds nothing to them, each piece running on the shapes it sees in the part."""
     count = _sum_of_parts(network_parts(spec), (1, 3, *input_hw))
     return Complexity(count.params, count.flops, count.torchstat_params, tuple(input_hw), count.output)
 
