@@ -2,7 +2,7 @@
 
 - `full`: `measure(PoseNet(spec))`, the reference: the whole network built and run once on the meta device;
 - `parts cold`: `spec_complexity(spec)` in a process that has counted no part yet: each distinct part (stem,
-  transition, module layers, fuse, heads) is built and run once, on one CPU thread, then memoised;
+  transition, the pieces of module layers, fuse, heads) is built and run once, on one CPU thread, then memoised;
 - `parts warm`: the same genomes again: every part is memoised, a genome is a sum of cached figures.
 Every genome's figures (params, torchstat params, every convention) must be equal in both ways; the bench fails
 otherwise. Genomes are a seeded random sample of the default space (search_space/spaces/default.yaml).

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from blocks.dynamic import DynamicSplitConv
 from blocks.layers import cat_shuffle, split_halves
 
 CrossBranch = Callable[[list[int], int], nn.Module]  # (half widths of every branch, ratio) -> module on all branches
@@ -19,29 +18,21 @@ WithinBranch = Callable[[int, int], nn.Module]  # (half width of one branch, rat
 
 
 class ChannelWeightingBlock(nn.Module):
-    """`cross` and `within` are the context modules' constructors (None: no such module)."""
+    """Put together from its built modules (so that it can be assembled from counted parts, see
+    `blocks.network.channel_weighting`): the cross-branch context module (None: none), one split depthwise conv per
+    branch and one within-branch context module per branch (None: none). The block adds no parameters of its own.
+    """
 
     def __init__(
         self,
-        channels: Sequence[int],
-        cross: CrossBranch | None,
-        cross_ratio: int,
-        within: WithinBranch | None,
-        within_ratios: Sequence[int],
-        dsc_groups: Sequence[int],
-        kernels: Sequence[int],
+        cross: nn.Module | None,
+        depthwise_convs: Sequence[nn.Module],
+        within: Sequence[nn.Module] | None,
     ) -> None:
         super().__init__()
-        half = [c // 2 for c in channels]
-        self.cross = cross(half, cross_ratio) if cross is not None else None
-        self.depthwise_convs = nn.ModuleList(
-            DynamicSplitConv(c, g, k) for c, g, k in zip(half, dsc_groups, kernels, strict=True)
-        )
-        self.within = (
-            nn.ModuleList(within(c, r) for c, r in zip(half, within_ratios, strict=True))
-            if within is not None
-            else None
-        )
+        self.cross = cross
+        self.depthwise_convs = nn.ModuleList(depthwise_convs)
+        self.within = nn.ModuleList(within) if within is not None else None
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         halves = [split_halves(s) for s in x]
@@ -53,3 +44,17 @@ class ChannelWeightingBlock(nn.Module):
         if self.within is not None:
             work = [w(s) for w, s in zip(self.within, work, strict=True)]
         return [cat_shuffle([a, b]) for a, b in zip(kept, work, strict=True)]
+
+
+def on_work_halves(cross: nn.Module, branches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A block's cross-branch module alone, with the block's split and shuffle around it (same shapes as in it)."""
+    halves = [split_halves(s) for s in branches]
+    work = cross([h[1] for h in halves])
+    return [cat_shuffle([h[0], w]) for h, w in zip(halves, work, strict=True)]
+
+
+def on_work_half(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A block's module of one branch alone (split conv or within-branch context), with the block's split and
+    shuffle around it (same shapes as in the block)."""
+    kept, work = split_halves(x)
+    return cat_shuffle([kept, module(work)])

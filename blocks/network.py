@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from blocks.channel_weighting import ChannelWeightingBlock
-from blocks.dynamic import KernelAggregation
+from blocks.channel_weighting import ChannelWeightingBlock, on_work_half, on_work_halves
+from blocks.dynamic import DynamicSplitConv, KernelAggregation
 from blocks.heads import IterativeHead, KeypointHead
 from blocks.multibranch import (
     AcrossBranches,
@@ -28,38 +28,6 @@ from blocks.spec import LayerFactory, NetworkSpec, StageSpec
 from blocks.stems import STEMS
 
 
-def _per_branch(block: Callable[[int], nn.Module], stage: StageSpec, channels: Sequence[int]) -> nn.Module:
-    return PerBranch(nn.Sequential(*(block(c) for _ in range(stage.blocks))) for c in channels)
-
-
-def per_branch(block: Callable[[int], nn.Module]) -> LayerFactory:
-    """The layers of a block that transforms one branch of width c (`block(c)`): `stage.blocks` on every branch."""
-    return partial(_per_branch, block)
-
-
-def channel_weighting(stage: StageSpec, channels: Sequence[int]) -> nn.Module:
-    """The layers of channel-weighting blocks: each sees every branch (cross-branch context)."""
-    return AcrossBranches(
-        *(
-            ChannelWeightingBlock(
-                channels,
-                stage.cross,
-                stage.cross_ratio,
-                stage.within,
-                stage.within_ratios,
-                stage.dsc_groups,
-                stage.kernels,
-            )
-            for _ in range(stage.blocks)
-        )
-    )
-
-
-def layer_factory(stage: StageSpec) -> Callable[[Sequence[int]], nn.Module]:
-    """Branch widths -> the layers of one of the stage's modules, built by the block the stage's spec carries."""
-    return partial(stage.block, stage)
-
-
 @dataclass(frozen=True, eq=False)
 class Part:
     """One piece of PoseNet, in build order; PoseNet is exactly its parts, so counting them one by one is exact.
@@ -67,16 +35,96 @@ class Part:
     `key` is hashable and determines the module and its forward (spec dataclasses are keys themselves); a part's
     input is the previous part's output (the first part's is the image batch), so (key, input shapes) determines
     its cost. `build` makes the module on the current device; `run` applies it to the previous part's output.
+    A part may be made of `pieces` (see `assembled`), in turn parts; a piece with a `branch` transforms that branch
+    alone (its input and output are that branch's tensor), so that it is shared by every part with that branch.
     """
 
     key: Hashable
     build: Callable[[], nn.Module]
     run: Callable[[nn.Module, Any], Any]
-    place: str  # where PoseNet keeps it: a key of PLACES
+    place: str = ""  # where PoseNet keeps it: a key of PLACES ("" for a piece of another part)
+    branch: int | None = None
+    pieces: tuple[Part, ...] = ()
 
 
 def _call(module: nn.Module, x: Any) -> Any:
     return module(x)
+
+
+def _build_pieces(assemble: Callable[[list[nn.Module]], nn.Module], pieces: tuple[Part, ...]) -> nn.Module:
+    return assemble([piece.build() for piece in pieces])
+
+
+def assembled(key: Hashable, pieces: Sequence[Part], assemble: Callable[[list[nn.Module]], nn.Module]) -> Part:
+    """A part that is exactly `pieces`, built in order and put together by `assemble`, which adds no parameters and
+    no computation (only containers, and glue such as splits and shuffles that no convention counts). Its cost is
+    the sum of its pieces' costs, each run after the previous one; a piece shared by many parts is counted once."""
+    pieces = tuple(pieces)
+    return Part(key, partial(_build_pieces, assemble, pieces), _call, pieces=pieces)
+
+
+def _per_branch_layers(blocks: int, modules: list[nn.Module]) -> nn.Module:
+    return PerBranch(nn.Sequential(*modules[i : i + blocks]) for i in range(0, len(modules), blocks))
+
+
+def _per_branch(block: Callable[[int], nn.Module], stage: StageSpec, channels: Sequence[int]) -> Part:
+    pieces = [
+        Part(("branch-block", block, width), partial(block, width), _call, branch=branch)
+        for branch, width in enumerate(channels)
+        for _ in range(stage.blocks)
+    ]
+    return assembled(("layers", stage, tuple(channels)), pieces, partial(_per_branch_layers, stage.blocks))
+
+
+def per_branch(block: Callable[[int], nn.Module]) -> LayerFactory:
+    """The layers of a block that transforms one branch of width c (`block(c)`): `stage.blocks` on every branch,
+    each block a piece (the same block at the same width is counted once for every stage and network)."""
+    return partial(_per_branch, block)
+
+
+def _channel_weighting_block(has_cross: bool, has_within: bool, modules: list[nn.Module]) -> ChannelWeightingBlock:
+    cross, rest = (modules[0], modules[1:]) if has_cross else (None, modules)
+    convs, within = (rest[: len(rest) // 2], rest[len(rest) // 2 :]) if has_within else (rest, None)
+    return ChannelWeightingBlock(cross, convs, within)
+
+
+@functools.cache
+def _channel_weighting_part(stage: StageSpec, channels: tuple[int, ...]) -> Part:
+    """One channel-weighting block of `stage` (module and block counts normalised to 1) as pieces, in the order
+    the block is built: its cross-branch module, per branch its split depthwise conv, per branch its within-branch
+    module. Each piece is shared by every stage and network with the same module on the same branch."""
+    half = [c // 2 for c in channels]
+    pieces = []
+    if stage.cross is not None:
+        build = partial(stage.cross, half, stage.cross_ratio)
+        pieces.append(Part(("cross", stage.cross, tuple(half), stage.cross_ratio), build, on_work_halves))
+    for branch, (width, groups, kernels) in enumerate(zip(half, stage.dsc_groups, stage.kernels, strict=True)):
+        key = ("split-conv", width, groups, kernels)
+        pieces.append(Part(key, partial(DynamicSplitConv, width, groups, kernels), on_work_half, branch=branch))
+    if stage.within is not None:
+        for branch, (width, ratio) in enumerate(zip(half, stage.within_ratios, strict=True)):
+            key = ("within", stage.within, width, ratio)
+            pieces.append(Part(key, partial(stage.within, width, ratio), on_work_half, branch=branch))
+    block = partial(_channel_weighting_block, stage.cross is not None, stage.within is not None)
+    return assembled(("channel-weighting", stage, channels), pieces, block)
+
+
+def _across_branches(modules: list[nn.Module]) -> nn.Module:
+    return AcrossBranches(*modules)
+
+
+def channel_weighting(stage: StageSpec, channels: Sequence[int]) -> Part:
+    """The layers of channel-weighting blocks: each sees every branch (cross-branch context). The `stage.blocks`
+    blocks of a module are alike, one part counted once."""
+    block = _channel_weighting_part(replace(stage, modules=1, blocks=1), tuple(channels))
+    return assembled(("layers", stage, tuple(channels)), (block,) * stage.blocks, _across_branches)
+
+
+@functools.cache
+def _layers(stage: StageSpec) -> Part:
+    """The layers of every module of `stage` (given with its module count normalised to 1): one part, built by
+    the block the stage's spec carries."""
+    return replace(stage.block(stage, stage.channels), place="layers")
 
 
 def _first_branch(stem: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -103,10 +151,9 @@ def network_parts(spec: NetworkSpec) -> list[Part]:
         build = partial(make_transition, previous, stage.channels, spec.transition)
         parts.append(Part(key, build, apply_transition, "transition"))
         last_stage = index == len(spec.stages) - 1
-        # every module of a stage has the same layers: their key holds the stage with its module count normalised
-        layers_key = ("layers", replace(stage, modules=1))
+        layers = _layers(replace(stage, modules=1))  # every module of a stage has the same layers
         for m in range(stage.modules):
-            parts.append(Part(layers_key, partial(layer_factory(stage), stage.channels), _call, "layers"))
+            parts.append(layers)
             multiscale = not (last_stage and m == stage.modules - 1 and spec.head == "simple")
             if len(stage.channels) > 1:
                 key = ("fuse", stage.channels, spec.fuse, spec.transition, multiscale)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# (stage, branch widths) -> the layers of one multi-branch module (a PerBranch or AcrossBranches)
+# (stage, branch widths) -> the layers of one multi-branch module, as a `blocks.network.Part` (made of pieces)
 LayerFactory = Callable[["StageSpec", Sequence[int]], Any]
 
 

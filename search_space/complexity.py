@@ -298,13 +298,37 @@ def _part_cost(part: Part, inputs: Shapes) -> _Count:
     key = (part.key, inputs)
     cost = _PART_COSTS.get(key)
     if cost is None:
-        # One part at batch 1 runs faster on one CPU thread than on the meta device (whose elementwise ops are
-        # Python decompositions); its random initialisation must not move the caller's random stream. (A device
-        # context would intercept every torch call: only where the default device is not the CPU.)
-        on_cpu = torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext()
-        with torch.random.fork_rng(devices=[]), on_cpu, _one_thread():
-            cost = _PART_COSTS[key] = _count(part.build(), inputs, part.run, "cpu")
+        cost = _PART_COSTS[key] = _sum_of_parts(part.pieces, inputs) if part.pieces else _count_part(part, inputs)
     return cost
+
+
+def _count_part(part: Part, inputs: Shapes) -> _Count:
+    # One part at batch 1 runs faster on one CPU thread than on the meta device (whose elementwise ops are Python
+    # decompositions); its random initialisation must not move the caller's random stream. (A device context
+    # would intercept every torch call: only where the default device is not the CPU.)
+    on_cpu = torch.device("cpu") if torch.get_default_device().type != "cpu" else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=[]), on_cpu, _one_thread():
+        return _count(part.build(), inputs, part.run, "cpu")
+
+
+def _sum_of_parts(parts: Sequence[Part], inputs: Shapes) -> _Count:
+    """The cost of `parts` run one after the other on inputs of shapes `inputs`, each counted once per process; a
+    part with a `branch` runs on that branch of the branches alone."""
+    flops = dict.fromkeys(CONVENTIONS, 0)
+    params = torchstat_params = 0
+    shapes = inputs
+    for part in parts:
+        if part.branch is None:
+            cost = _part_cost(part, shapes)
+            shapes = cost.output
+        else:
+            cost = _part_cost(part, shapes[part.branch])
+            shapes = (*shapes[: part.branch], cost.output, *shapes[part.branch + 1 :])
+        for name, value in cost.flops.items():
+            flops[name] += value
+        params += cost.params
+        torchstat_params += cost.torchstat_params
+    return _Count(flops, params, torchstat_params, shapes)
 
 
 @contextlib.contextmanager
@@ -321,18 +345,10 @@ def _one_thread() -> Iterator[None]:
 def spec_complexity(spec: NetworkSpec, input_hw: tuple[int, int] = (256, 192)) -> Complexity:
     """The complexity of PoseNet(spec) as the sum of its parts (`blocks.network.network_parts`), each counted once
     per (part, input shapes) in this process (NNI's profiler idea). Equal to `measure` in every figure: the parts
-    own disjoint modules and parameters, and each module's calls all happen inside its own part."""
-    flops = dict.fromkeys(CONVENTIONS, 0)
-    params = torchstat_params = 0
-    shapes: Shapes = (1, 3, *input_hw)
-    for part in network_parts(spec):
-        cost = _part_cost(part, shapes)
-        for name, value in cost.flops.items():
-            flops[name] += value
-        params += cost.params
-        torchstat_params += cost.torchstat_params
-        shapes = cost.output
-    return Complexity(params, flops, torchstat_params, tuple(input_hw), shapes)
+    own disjoint modules and parameters, each module's calls all happen inside its own part, and a part made of
+    pieces (`blocks.network.assembled`) adds nothing to them, each piece running on the shapes it sees in the part."""
+    count = _sum_of_parts(network_parts(spec), (1, 3, *input_hw))
+    return Complexity(count.params, count.flops, count.torchstat_params, tuple(input_hw), count.output)
 
 
 # The source that decides a genome's complexity: the modules (`blocks`), and the genes, their resolution into a

@@ -155,8 +155,9 @@ class SearchSpace:
                 genome = self.genome(params)
             except GenomeError:
                 continue
-            if genome.compact() not in seen:
-                seen.add(genome.compact())
+            compact = genome.compact()
+            if compact not in seen:
+                seen.add(compact)
                 yield genome
 
     def cheapest_candidates(self) -> Iterator[Genome]:

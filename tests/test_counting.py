@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from blocks.network import PoseNet, network_parts
+from search_space import complexity
 from search_space.complexity import (
     CONVENTIONS,
     NoCountingRule,
@@ -112,6 +113,41 @@ def test_the_sum_of_parts_equals_the_full_count_on_random_genomes():
         assert spec_complexity(spec) == _exact(spec, (256, 192)), genome.compact()
 
 
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+@pytest.mark.parametrize("block", ["weighting", "shuffle", "residual"])
+def test_the_sum_of_parts_is_exact_for_any_block_count(block, blocks):
+    genes = {"block": block, "blocks": blocks}
+    if block != "weighting":  # the genes of channel weighting must be off
+        genes |= {"cross": "none", "within": "none", "cross_ratio": 8, "within_ratio": 4, "dsc_groups": 1, "kernels": 1}
+    spec = load_preset("ditehrnet-18").with_genes(genes).resolve()
+    assert spec_complexity(spec, (128, 96)) == _exact(spec, (128, 96))
+
+
+def _leaf_kinds(keys):
+    """The kinds of the parts counted by building them (a part made of pieces is only their sum)."""
+    return {key[0][0] for key in keys} - {"layers", "channel-weighting"}
+
+
+def test_a_piece_is_counted_once_for_every_network_that_has_it():
+    forget_counts()
+    lite = load_preset("litehrnet-18")
+    spec_complexity(lite.resolve())
+    before = set(complexity._PART_COSTS)
+    assert {"cross", "split-conv", "within"} <= _leaf_kinds(before)
+    # another cross-branch module: the split convs, within-branch modules, fuses etc. are all counted already
+    spec_complexity(lite.with_genes({"cross": "dcm"}).resolve())
+    new = set(complexity._PART_COSTS) - before
+    assert _leaf_kinds(new) == {"cross"}
+    assert len([key for key in new if key[0][0] == "cross"]) == len(lite.genes["modules"])  # one per stage
+
+
+def test_equal_genomes_resolve_to_equal_specs_that_share_their_parts():
+    genome = load_preset("ditehrnet-18")
+    spec, again = genome.resolve(), type(genome)(dict(genome.genes)).resolve()
+    assert spec == again and hash(spec) == hash(again)
+    assert [p.key for p in network_parts(spec)] == [p.key for p in network_parts(again)]
+
+
 def test_posenet_is_built_from_exactly_its_parts():
     spec = load_preset("litehrnet-18").resolve()
     parts = network_parts(spec)
@@ -120,6 +156,24 @@ def test_posenet_is_built_from_exactly_its_parts():
     assert built == sum(p.numel() for p in model.parameters())
     modules = sum(stage.modules for stage in spec.stages)
     assert [p.place for p in parts].count("layers") == modules == sum(len(s) for s in model.stages)
+
+
+def _leaves(module: nn.Module) -> list[str]:
+    return [type(m).__name__ for m in module.modules() if not m._modules]
+
+
+@pytest.mark.parametrize("preset", ["ditehrnet-18", "naive-litehrnet-18", "litehrnet-18"])
+def test_a_part_made_of_pieces_is_exactly_its_pieces(preset):
+    """The assembled module adds no parameter and no leaf module to its pieces (so its cost is their sum)."""
+    composites = [part for part in network_parts(load_preset(preset).resolve()) if part.pieces]
+    assert composites
+    while composites:
+        part = composites.pop()
+        whole = part.build()
+        pieces = [piece.build() for piece in part.pieces]
+        assert sum(p.numel() for p in whole.parameters()) == sum(p.numel() for m in pieces for p in m.parameters())
+        assert _leaves(whole) == [name for m in pieces for name in _leaves(m)]
+        composites += [piece for piece in part.pieces if piece.pieces]
 
 
 def test_counting_parts_leaves_the_random_stream_alone():

@@ -4,7 +4,7 @@ hrnas space                                         # the default space
 hrnas space --budget 0.5GFLOPs --json
 hrnas space --space my-space.yaml --budget 300M --convention torchstat --input 256x192
 
-Every genome is counted exactly (a sum of memoised parts: each distinct module configuration is counted once).
+Every genome is counted exactly (a sum of memoised parts: each distinct piece of a network is counted once).
 """
 
 from __future__ import annotations
