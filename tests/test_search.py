@@ -301,14 +301,16 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     space = tmp_path / "two.yaml"
     space.write_text(f"name: two\nbase: {base}\ngenes:\n  width: [8, 12]\n")
     env = environment(tmp_path)
-    command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2")
+    # Six epochs: a one-epoch trial on coco-mini can end before the signal lands on an idle machine.
+    epochs = 6
+    command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2", "--epochs", str(epochs))
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err:
         driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                   start_new_session=True)  # fmt: skip
     try:
         wait_for(lambda: " start " in err_path.read_text(), 300, "a running trial")
-        time.sleep(2)
+        time.sleep(1)
         os.killpg(driver.pid, signal.SIGINT)
         assert driver.wait(120) == 130
     finally:
@@ -336,7 +338,7 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     }
     assert all(r.info.status == "FINISHED" and r.data.tags["stopped_early"] == "false" for r in runs)
     for r in runs:
-        assert [m.step for m in client.get_metric_history(r.info.run_id, "loss")] == [1]
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "loss")] == list(range(1, epochs + 1))
     assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
     assert "looks exhausted" in done.stderr
     running = [
