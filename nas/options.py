@@ -47,8 +47,11 @@ def local_store(storage: str | Path) -> str:
 
 
 def describe_command(argv: list[str], script: str) -> str:
-    """The command line as a user would retype it (`python experiments/<script>.py ...`), kept with the runs."""
-    return f"python experiments/{script}.py " + " ".join(shlex.quote(a) for a in argv)
+    """The command line as the user would retype it, kept with the runs: `python experiments/<script>.py ...` when
+    the script was run, else `hrnas <script> ...` (a pip install has no experiments/ folder)."""
+    ran_script = Path(sys.argv[0]).name == f"{script}.py"
+    program = f"python experiments/{script}.py" if ran_script else f"hrnas {script}"
+    return " ".join([program, *(shlex.quote(a) for a in argv)])
 
 
 def resume_command(command: str) -> str:

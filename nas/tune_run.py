@@ -8,6 +8,7 @@ runs say they were not finished); then make MLflow agree with Tune's final state
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -58,12 +59,20 @@ def recipe_config(recipe: Recipe) -> dict:
 
 
 def code_version() -> str:
+    """The git revision of a checkout, or the installed package's version (a pip install is no checkout, and the
+    git repository around its site-packages, if any, is somebody else's)."""
+    if (ROOT / ".git").exists():
+        try:
+            done = subprocess.run(
+                ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+            if done.stdout.strip():
+                return done.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-        return done.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
+        return f"hrnas {importlib.metadata.version('hrnas')}"
+    except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
