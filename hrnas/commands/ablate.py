@@ -6,7 +6,7 @@ python experiments/ablate.py --table lite-hrnet                        # train e
 python experiments/ablate.py --table ccw --epochs 8 --data /data/coco --input 256x192 --json
 python experiments/ablate.py --table my-table.yaml --resume            # continue a killed run of a table
 
-Tables: lite-hrnet, ccw, dite-hrnet, fuse, reduction (experiments/configs/ablations/), or any YAML in that format.
+Tables: lite-hrnet, ccw, dite-hrnet, fuse, reduction (shipped in search_space/ablations/), or any YAML in that format.
 """
 
 from __future__ import annotations
