@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
+from pose.annotation_index import indexed_people
 from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
 from pose.dataset import SHORT_AUGMENT, Augment, ImageCache, TopDownDataset
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
@@ -76,9 +77,8 @@ def load_data(
             Split(root / "annotations/person_keypoints_val.json", root / "images/val"),
             f"synthetic ({root})",
         )
-    train_coco = load_coco(source.train.annotations)
-    val_coco = train_coco if source.val == source.train else load_coco(source.val.annotations)
-    train, skipped_train = ground_truth_people(train_coco, source.train.images)
+    train, skipped_train = indexed_people(source.train.annotations, source.train.images)
+    val_coco = load_coco(source.val.annotations)
     if detections is None:
         val, skipped_val = ground_truth_people(val_coco, source.val.images)
     else:
