@@ -165,8 +165,10 @@ def check_images(coco: COCO, images: Path) -> None:
 
 
 def check_files(names: list[str], images: Path) -> None:
-    """Every image the annotations name must exist; the error names the first few missing."""
-    missing = [name for name in names if not (images / name).is_file()]
+    """Every image the annotations name must exist; the error names the first few missing.
+    Each distinct name is checked once (a large synthetic set may repeat a few real images)."""
+    absent = {name for name in set(names) if not (images / name).is_file()}
+    missing = [name for name in names if name in absent]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise DataError(f"{len(missing)} image(s) named in the annotations are missing from {images}: {shown}")
