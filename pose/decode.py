@@ -86,7 +86,7 @@ DECODERS = ("quarter", "taylor")
 
 @torch.no_grad()
 def predict_heatmaps(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     flip_test: bool,
     to_heatmaps: Callable[[torch.Tensor], torch.Tensor] = lambda output: output,

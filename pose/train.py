@@ -23,6 +23,7 @@ from pose.annotation_index import indexed_people
 from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
 from pose.dataset import SHORT_AUGMENT, Augment, ImageCache, TopDownDataset
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
+from pose.device import CPU, Device
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
 from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
@@ -105,12 +106,13 @@ def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
     return recipe.lr * warm * decay
 
 
-def build_model(genome: Genome, recipe: Recipe, joints: int) -> nn.Module:
+def build_model(genome: Genome, recipe: Recipe, joints: int, device: Device = CPU) -> nn.Module:
+    """The seeded model (initialised on CPU, so a seed gives the same weights everywhere), on `device`."""
     torch.manual_seed(recipe.seed)
     model = PoseNet(genome.resolve(joints))
     if recipe.init == "official":
         init_weights(model)
-    return prepare_for_training(model)
+    return prepare_for_training(model.to(device.device), fast=device.fast)
 
 
 @torch.no_grad()
@@ -122,15 +124,18 @@ def evaluate(
     loss: str = Recipe.loss,
     decode: str = Recipe.decode,
     batch: int = 64,
+    device: Device = CPU,
 ) -> dict:
-    """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation)."""
+    """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation), computed on
+    `device` (where the model is)."""
     model.eval()
     predictions = []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, pin_memory=_pin(device))
     to_heatmaps = LOSSES[loss].to_heatmaps
     for images, _, _, index in loader:
+        inputs = prepare_input(images.to(device.device, non_blocking=True), device.fast)
         heatmaps = predict_heatmaps(
-            model, prepare_input(images), flip_test, lambda output: to_heatmaps(output, dataset.sigma)
+            lambda x: _forward(model, x, device), inputs, flip_test, lambda output: to_heatmaps(output, dataset.sigma)
         )
         coords, maxvals = decode_peaks(heatmaps, decode)
         for k, i in enumerate(index.tolist()):
@@ -181,12 +186,14 @@ def train(
     out_dir: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     quiet: bool = False,
+    device: Device = CPU,
 ) -> dict:
-    """Train, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
+    """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
     torch.set_num_threads(recipe.threads)
-    keep_freed_memory()
+    if device.fast:
+        keep_freed_memory()
     joints = len(data.train[0].keypoints)
-    model = build_model(genome, recipe, joints)
+    model = build_model(genome, recipe, joints, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     cache = ImageCache()
     if recipe.loss not in LOSSES:
@@ -198,7 +205,7 @@ def train(
     first_epoch = 0
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, map_location=device.device, weights_only=True)
         if state["meta"] != _meta(genome, recipe, data):
             raise ValueError(f"{checkpoint} belongs to a different genome, recipe or data set; use another --out")
         model.load_state_dict(state["model"])
@@ -209,23 +216,31 @@ def train(
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     train_seconds = sum(h["train_seconds"] for h in history)
+    scaler = device.grad_scaler()
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         train_set.epoch = epoch
         order = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(
-            train_set, batch_size=recipe.batch, shuffle=True, generator=order, drop_last=len(train_set) > recipe.batch
+            train_set,
+            batch_size=recipe.batch,
+            shuffle=True,
+            generator=order,
+            drop_last=len(train_set) > recipe.batch,
+            pin_memory=_pin(device),
         )
         start, losses, seen = time.perf_counter(), [], 0
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
-            loss = loss_fn(model(prepare_input(images)), targets, weights)
+            images, targets, weights = (t.to(device.device, non_blocking=True) for t in (images, targets, weights))
+            loss = loss_fn(_forward(model, prepare_input(images, device.fast), device), targets, weights)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(loss.item())
             seen += len(images)
             progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
@@ -234,7 +249,7 @@ def train(
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
         eval_start = time.perf_counter()
-        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode)
+        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -256,6 +271,18 @@ def train(
         "train_seconds": train_seconds,
         "history": history,
     }
+
+
+def _forward(model: nn.Module, images: torch.Tensor, device: Device) -> torch.Tensor:
+    """The model's output in float32, computed under the device's autocast; the loss and heatmap decoding that
+    follow stay in float32 (a no-op without AMP)."""
+    with device.autocast():
+        return model(images).float()
+
+
+def _pin(device: Device) -> bool:
+    """Page-locked batches, so that their copies to a CUDA device overlap the computation."""
+    return device.device.type == "cuda"
 
 
 def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from hrnas.commands import complexity, evaluate, export, train
 from hrnas.paths import check_writable
@@ -63,6 +64,16 @@ def test_train_out_that_is_a_file_fails_before_the_data_is_made(tmp_path, a_file
     assert not cache.exists()  # the synthetic set was not generated
 
 
+def test_unavailable_device_fails_before_the_data_is_made(tmp_path):
+    cache = tmp_path / "cache"
+    done, _ = hrnas(
+        "train", "--arch", "litehrnet-18", "--device", "cuda:99", env=dict(os.environ, HRNAS_CACHE=str(cache))
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--device cuda:99" in one_error_line(done.stderr)
+    assert not cache.exists()  # the synthetic set was not generated
+
+
 def test_check_writable_accepts_new_nested_paths_without_creating_them(tmp_path):
     out = tmp_path / "a" / "b" / "model.onnx"
     assert check_writable(out, "--out") == out
@@ -83,6 +94,15 @@ def test_check_writable_accepts_new_nested_paths_without_creating_them(tmp_path)
         (train, ["--arch", "litehrnet-18", "--data", str(ANN) + ":nowhere"], "nowhere"),
         (train, ["--arch", "litehrnet-18", "--val-boxes", "no-detections.json"], "no-detections.json"),
         (evaluate, ["--data", str(ANN), "--predictions", "missing.json"], "missing.json does not exist"),
+        (train, ["--arch", "litehrnet-18", "--device", "tpu"], "--device 'tpu' is not a device"),
+        (train, ["--arch", "litehrnet-18", "--device", "cuda:99"], "--device cuda:99: this machine has"),
+        (train, ["--arch", "litehrnet-18", "--device", "mps"], "--device mps: this machine has no MPS"),
+        (train, ["--arch", "litehrnet-18", "--device", "cpu", "--amp", "fp16"], "--amp fp16 needs a CUDA device"),
+        *(
+            [(train, ["--arch", "litehrnet-18", "--device", "cuda"], "--device cuda: this machine has no CUDA")]
+            if not torch.cuda.is_available()
+            else []
+        ),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(capsys, command, argv, named):
@@ -96,6 +116,13 @@ def test_unknown_option_is_one_error_line_too(capsys):
         complexity.main(["--arch", "litehrnet-18", "--bogus"])
     assert exit_info.value.code == 2
     assert "--bogus" in one_error_line(capsys.readouterr().err)
+
+
+def test_unknown_precision_is_one_error_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--arch", "litehrnet-18", "--amp", "fp8"])
+    assert exit_info.value.code == 2
+    assert "--amp: invalid choice: 'fp8'" in one_error_line(capsys.readouterr().err)
 
 
 def test_evaluate_scores_ground_truth_as_ap_one_and_names_unknown_images(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Training on real COCO files: same seed same result, a killed run resumes exactly, the CLI end to end."""
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,6 +13,7 @@ import torch
 
 from pose.coco import parse_data
 from pose.dataset import AUGMENTATIONS, NO_AUGMENT
+from pose.device import resolve_device
 from pose.losses import weighted_mse
 from pose.train import Recipe, learning_rate, load_data, train
 from search_space.presets import load_preset
@@ -40,6 +42,16 @@ def test_same_seed_gives_the_same_result(mini_data):
     assert first["ap"] == second["ap"]
     other_seed = train(TINY, mini_data, replace(RECIPE, seed=1), quiet=True)
     assert [h["loss"] for h in other_seed["history"]] != [h["loss"] for h in first["history"]]
+
+
+def test_cpu_bfloat16_autocast_trains_to_a_finite_loss_and_an_ap(mini_data):
+    """--device cpu --amp bf16 is allowed: one epoch trains and scores, its loss near but not equal to float32's."""
+    recipe = replace(RECIPE, epochs=1)
+    full = train(TINY, mini_data, recipe, quiet=True)
+    bf16 = train(TINY, mini_data, recipe, quiet=True, device=resolve_device("cpu", "bf16"))
+    assert math.isfinite(bf16["loss"]) and 0.0 <= bf16["ap"] <= 1.0
+    assert bf16["loss"] != full["loss"]  # autocast really ran in bfloat16
+    assert bf16["loss"] == pytest.approx(full["loss"], rel=0.02)
 
 
 def test_killed_training_resumes_from_its_checkpoint(mini_data, tmp_path):

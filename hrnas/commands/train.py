@@ -3,6 +3,7 @@
 hrnas train --arch litehrnet-18                       # synthetic default data
 hrnas train --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
 hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
+hrnas train --arch litehrnet-18 --device cuda:1 --amp bf16  # GPU 1, bfloat16 autocast
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hrnas.paths import check_writable
 from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
+from pose.device import AMPS, DEVICES, resolve_device
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
@@ -65,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
     p.add_argument("--threads", type=int, default=DEFAULT.threads)
+    p.add_argument(
+        "--device",
+        default="auto",
+        help=f"{' | '.join(DEVICES)} (default auto: the first CUDA device if there is one, else the CPU)",
+    )
+    p.add_argument(
+        "--amp",
+        choices=AMPS,
+        default="auto",
+        help="autocast precision (default auto: bf16 on a CUDA device that supports it, off elsewhere; "
+        "fp16 needs CUDA and uses loss scaling)",
+    )
     p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
     p.add_argument("--out", default=None, help="folder for checkpoint.pt and result.json; an existing one resumes")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
@@ -103,20 +117,28 @@ def train_command(args: argparse.Namespace) -> dict:
     """Check every input (the output folder included), then train, print the metrics and return the summary."""
     genome = architecture_from_args(args)
     recipe = recipe_from_args(args)
+    device = resolve_device(args.device, args.amp)
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
     boxes = Path(args.val_boxes) if args.val_boxes else None
     if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
         raise DataError(f"--val-boxes {boxes}: detections file does not exist")
     data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
-    print(f"{args.arch}: {genome.compact()}", file=sys.stderr)
+    print(f"{args.arch}: {genome.compact()} on {device.describe()}", file=sys.stderr)
     print(
         f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons; "
         f"skipped: train {data.skipped['train']}, val {data.skipped['val']}",
         file=sys.stderr,
     )
-    result = train(genome, data, recipe, out)
+    result = train(genome, data, recipe, out, device=device)
     summary = {k: v for k, v in result.items() if k != "history"}
-    summary.update(arch=args.arch, genome=genome.compact(), input=args.input, data=data.description)
+    summary.update(
+        arch=args.arch,
+        genome=genome.compact(),
+        input=args.input,
+        data=data.description,
+        device=str(device.device),
+        amp=device.amp_name,
+    )
     if out is not None:
         (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
         plot_training_curves(result["history"], out / "curves.png", f"{args.arch} on {data.description}", recipe.loss)
