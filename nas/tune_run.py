@@ -232,9 +232,19 @@ def fit(
     unfinished = len(results) - results.num_terminated - results.num_errors
     if INTERRUPTED.is_set() or unfinished > 0:
         reconcile(tracker, results, complete_only=True)
+        drop_finished_checkpoints(results)
         stop_interrupted(tracker, parent_id, kind, options.command)
     reconcile(tracker, results)
+    drop_finished_checkpoints(results)
     return results
+
+
+def drop_finished_checkpoints(results: tune.ResultGrid) -> None:
+    """The checkpoint of every trial that trained to its end, from Tune's final results: `DropCheckpoints` frees
+    them as trials end, but a trial restored by a resumed job may end where that callback does not see its folder."""
+    for result in results:
+        if result.error is None and result.metrics and result.metrics.get("complete") and result.path:
+            shutil.rmtree(Path(result.path) / TRAINING_DIR, ignore_errors=True)
 
 
 def reconcile(tracker: SearchTracker, results: tune.ResultGrid, complete_only: bool = False) -> None:
