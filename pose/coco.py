@@ -136,14 +136,19 @@ def ground_truth_people(
     return people, skipped
 
 
+def read_json(path: str | Path, what: str):
+    """A JSON file the user named (`what`: "detections file", ...), or DataError naming the file and the fault."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
 def detected_people(coco: COCO, images: Path, detections: Path, threshold: float) -> tuple[list[Person], Skipped]:
     """Person boxes from a COCO detection results file, kept above a score threshold."""
-    try:
-        boxes = json.loads(Path(detections).read_text())
-    except FileNotFoundError:
-        raise DataError(f"detections file {detections} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"detections file {detections} is not valid JSON ({exc})") from None
+    boxes = read_json(detections, "detections file")
     people, skipped = [], Skipped()
     joints = len(coco.loadCats(1)[0]["keypoints"]) if coco.cats else 17
     for det in boxes:

@@ -6,12 +6,11 @@ hrnas evaluate --data person_keypoints_val2017.json:val2017 --predictions result
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from hrnas.errors import Parser, run_command
-from pose.coco import DataError, load_coco
+from pose.coco import DataError, load_coco, read_json
 from pose.evaluate import STAT_NAMES, coco_keypoint_stats
 
 
@@ -32,12 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def read_predictions(path: str, known_images: set[int]) -> list[dict]:
     """The results file as COCO keypoint results, or DataError naming what is wrong with it."""
-    try:
-        results = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(f"predictions file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"predictions file {path} is not valid JSON ({exc})") from None
+    results = read_json(path, "predictions file")
     if not isinstance(results, list) or any(
         not isinstance(r, dict) or "keypoints" not in r or "image_id" not in r for r in results
     ):
