@@ -9,7 +9,6 @@ the finished table (Markdown, CSV, LaTeX) and its plot. A killed run continues w
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,8 +24,17 @@ from analysis.tables import to_terminal, write_tables
 from nas.options import AblationOptions, hw_text, say
 from nas.progress import SearchProgress
 from nas.tracking import SearchTracker
-from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, recipe_config
-from pose.synthetic import default_cache_dir, ensure_synthetic
+from nas.tune_run import (
+    before_first_trial,
+    fit,
+    open_parent,
+    quiet_console,
+    ray_session,
+    recipe_config,
+    resource_params,
+    trial_config,
+)
+from pose.synthetic import ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
 
@@ -122,7 +130,6 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
         complexity = table_complexity(table)
         if options.source is None:
             ensure_synthetic()
-    os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
     say(f"table {table.name}: {len(table.rows)} rows; {describe_recipe(recipe, options.data)}")
@@ -137,7 +144,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
             return tune.Tuner(
                 trainable,
-                param_space={"recipe": recipe_config(recipe), "data": options.data, "row": rows},
+                param_space={**trial_config(options, recipe), "row": rows},
                 tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
                 run_config=run_config,
             )
@@ -159,6 +166,7 @@ def parent_fields(options: AblationOptions) -> tuple[dict, dict]:
         "data": options.data,
         "seed": options.recipe.seed,
         "recipe": json.dumps(recipe_config(options.recipe), sort_keys=True),
+        **resource_params(options),
     }
     return {"kind": "ablation", "table": table.name, "command": options.command}, params
 

@@ -18,7 +18,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
+import torch
+
 from pose.coco import DataSource, absolute_data, parse_data
+from pose.device import AMPS, resolve_device
 from pose.train import Recipe
 from search_space.ablation import AblationTable, load_table
 from search_space.budget import Budget, parse_budget
@@ -98,6 +101,67 @@ def check_ray_address(address: str) -> None:
         ) from None
 
 
+@dataclass(frozen=True)
+class TrialResources:
+    """What Ray reserves for each trial (CPUs, a share of a GPU) and where the trial trains, checked once.
+
+    `device` is the word each trial resolves where it runs: Ray shows a trial only the GPUs it reserved, so `cuda`
+    is the trial's own GPU (never `cuda:N`), and `auto` means CUDA exactly when the trial asks for a GPU.
+    """
+
+    cpus: int = 1
+    gpus: float = 0.0
+    device: str = "cpu"  # cpu | cuda | mps, as the trial resolves it
+    amp: str = "auto"
+
+    def ray_resources(self) -> dict[str, float]:
+        return {"cpu": self.cpus, "gpu": self.gpus} if self.gpus else {"cpu": self.cpus}
+
+    def describe(self) -> str:
+        gpus = f", {self.gpus:g} GPU" if self.gpus else ""
+        return f"{self.cpus} CPU{gpus} per trial, training on {self.device} (amp {self.amp})"
+
+
+TRIAL_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def parse_resources(cpus: int, gpus: float, device: str, amp: str, local: bool) -> TrialResources:
+    """Check --cpus-per-trial, --gpus-per-trial, --device and --amp together, before Ray starts. On a local Ray
+    the driver's machine is the trials' machine, so a GPU it lacks is an error here, not in every trial."""
+    _at_least_one(cpus_per_trial=cpus)
+    if device.startswith("cuda:"):
+        raise SearchError(f"--device {device}: Ray gives each trial its own GPU; use --device cuda")
+    if device not in TRIAL_DEVICES:
+        raise SearchError(f"--device {device!r}: choose one of {', '.join(TRIAL_DEVICES)}")
+    if amp not in AMPS:
+        raise SearchError(f"--amp {amp!r}: choose one of {', '.join(AMPS)}")
+    if not gpus >= 0:
+        raise SearchError(f"--gpus-per-trial {gpus:g}: must be 0 (CPU trials) or more, e.g. 0.5 or 1")
+    if gpus > 1 and gpus != int(gpus):
+        raise SearchError(f"--gpus-per-trial {gpus:g}: a share above one GPU must be whole (1, 2, ...), or at most 1")
+    word = device if device != "auto" else ("cuda" if gpus else "cpu")
+    asked = f"--gpus-per-trial {gpus:g}" if gpus else f"--device {device}"
+    if local and word == "cuda" and not torch.cuda.is_available():
+        raise SearchError(
+            f"{asked}: this machine has no CUDA device (or torch is built without CUDA) for the "
+            "local Ray to give to trials; leave out --gpus-per-trial and --device cuda to train on CPU, or give the "
+            "--address of a Ray cluster with GPU nodes"
+        )
+    if word == "cuda" and not gpus:
+        raise SearchError(
+            "--device cuda: a trial sees no GPU unless it reserves one; add --gpus-per-trial 1 (or 0.5 to put two "
+            "trials on each GPU)"
+        )
+    if word != "cuda" and gpus:
+        raise SearchError(f"--gpus-per-trial {gpus:g} with --device {device}: the trials would leave their GPUs idle")
+    if local or word == "cpu":  # what the trials will resolve is known here (a cluster's GPUs are not)
+        try:
+            resolve_device(word, amp)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+    return TrialResources(cpus, float(gpus), word, amp)
+
+
 def _at_least_one(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
@@ -113,6 +177,9 @@ class RunArgs:
     input: str = hw_text(Recipe().input_hw)
     seed: int = 0
     cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    device: str = "auto"
+    amp: str = "auto"
     address: str | None = None
     tracking_uri: str | None = None
     storage: str = "runs"
@@ -173,7 +240,7 @@ class RunArgs:
 
     def parse_recipe(self, base: Recipe, epochs: int, batch: int, lr: float) -> Recipe:
         """The training recipe: `base` with this job's crop, epochs, batch, rate, seed and threads."""
-        _at_least_one(epochs=epochs, batch=batch, cpus_per_trial=self.cpus_per_trial)
+        _at_least_one(epochs=epochs, batch=batch)
         if not lr > 0:
             raise SearchError(f"--lr {lr}: the learning rate must be positive")
         input_hw = parse_input_size(self.input)
@@ -182,7 +249,11 @@ class RunArgs:
         )
 
     def parse_place(self) -> dict:
-        """Data, tracking store and Ray address, checked; the fields of `RunOptions` besides the recipe."""
+        """Data, tracking store, Ray address and trial resources, checked; the fields of `RunOptions` besides the
+        recipe."""
+        resources = parse_resources(
+            self.cpus_per_trial, self.gpus_per_trial, self.device, self.amp, local=self.address is None
+        )
         data = absolute_data(self.data)
         source = parse_data(data)
         tracking_uri = self.tracking_uri or local_store(self.storage)
@@ -196,7 +267,7 @@ class RunArgs:
             "address": self.address,
             "storage": Path(self.storage).resolve(),
             "experiment": self.experiment,
-            "cpus_per_trial": self.cpus_per_trial,
+            "resources": resources,
             "verbose": self.verbose,
             "command": self.command,
         }
@@ -214,7 +285,7 @@ class RunOptions:
     address: str | None
     storage: Path
     experiment: str
-    cpus_per_trial: int
+    resources: TrialResources
     verbose: bool
     command: str
 

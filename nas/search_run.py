@@ -8,7 +8,6 @@ Tune's experiment state and trial folders) and `rejected.jsonl`. Every input was
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from nas.progress import SearchProgress
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.tracking import SearchTracker
-from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, recipe_config
+from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, resource_params, trial_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
@@ -66,7 +65,6 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if options.source is None:
             started = time.perf_counter()
             say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
-    os.environ.setdefault("HRNAS_CACHE", str(default_cache_dir()))
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
     rejections = folder / "rejected.jsonl"
@@ -82,7 +80,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
             return tune.Tuner(
                 trainable,
-                param_space={"recipe": recipe_config(options.recipe), "data": options.data},
+                param_space=trial_config(options, options.recipe),
                 tune_config=tune.TuneConfig(
                     search_alg=BudgetedSearcher(space, gate, anchors, options.recipe.seed, rejections),
                     num_samples=options.trials,
@@ -111,6 +109,7 @@ def parent_fields(options: SearchOptions) -> tuple[dict, dict]:
         "data": options.data,
         "seed": options.recipe.seed,
         "scheduler": options.scheduler,
+        **resource_params(options),
     }
     return {"kind": "search", "command": options.command}, params
 

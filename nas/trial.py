@@ -15,6 +15,7 @@ from ray import tune
 
 from pose.coco import parse_data
 from pose.dataset import AUGMENTATIONS
+from pose.device import resolve_device
 from pose.train import Recipe, load_data, train
 from search_space.genome import Genome
 
@@ -57,6 +58,7 @@ def train_trial(config: dict) -> None:
         raise RuntimeError(f"injected crash ({FAULTS_ENV}) for {config['genome']}")
     if fault == "nan":
         recipe = replace(recipe, lr=math.inf)
+    device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
     data = load_data(parse_data(config["data"]))
     out_dir = Path(tune.get_context().get_trial_dir()) / TRAINING_DIR
     fixed = {"flops": config["flops"], **config["cost"]}
@@ -67,4 +69,4 @@ def train_trial(config: dict) -> None:
             metrics["ap"] -= 1.0
         tune.report({**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs})
 
-    train(genome, data, recipe, out_dir, on_epoch=report, quiet=True)
+    train(genome, data, recipe, out_dir, on_epoch=report, quiet=True, device=device)

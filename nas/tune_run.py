@@ -28,9 +28,10 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from nas.options import RunOptions, SearchError, resume_command, say
+from nas.options import RunOptions, SearchError, TrialResources, resume_command, say
 from nas.tracking import SearchTracker
-from nas.trial import AUGMENT_NAMES, TRAINING_DIR, flat_config, train_trial
+from nas.trial import AUGMENT_NAMES, FAULTS_ENV, TRAINING_DIR, flat_config, train_trial
+from pose.synthetic import default_cache_dir
 from pose.train import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,23 @@ def quiet_console(verbose: bool) -> None:
 def recipe_config(recipe: Recipe) -> dict:
     """The recipe as a JSON-friendly trial config (see nas.trial.recipe_from_config)."""
     return {**asdict(recipe), "augment": AUGMENT_NAMES[recipe.augment]}
+
+
+def trial_config(options: RunOptions, recipe: Recipe) -> dict:
+    """What every trial of a job shares: its recipe, data and the device words it resolves where it runs."""
+    resources = options.resources
+    return {"recipe": recipe_config(recipe), "data": options.data, "device": resources.device, "amp": resources.amp}
+
+
+def resource_params(options: RunOptions) -> dict:
+    """The parent run's record of where trials ran."""
+    resources = options.resources
+    return {
+        "cpus_per_trial": resources.cpus,
+        "gpus_per_trial": resources.gpus,
+        "device": resources.device,
+        "amp": resources.amp,
+    }
 
 
 def code_version() -> str:
@@ -99,7 +117,7 @@ def ray_session(options: RunOptions) -> Iterator[int]:
     temp = None
     if options.address:
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
-        ray.init(address=options.address, log_to_driver=options.verbose, logging_level=level)
+        ray.init(address=options.address, runtime_env=runtime_env(), log_to_driver=options.verbose, logging_level=level)
     else:
         # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
         # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
@@ -110,28 +128,59 @@ def ray_session(options: RunOptions) -> Iterator[int]:
         ray.init(
             include_dashboard=False,
             _temp_dir=str(temp),
+            runtime_env=runtime_env(),
             log_to_driver=options.verbose,
             logging_level=level,
             configure_logging=options.verbose,
         )
     try:
-        yield trials_at_once(options.cpus_per_trial, where=options.address or "the local Ray instance")
+        yield trials_at_once(options.resources, where=options.address or "the local Ray instance")
     finally:
         ray.shutdown()
         if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def trials_at_once(cpus_per_trial: int, where: str) -> int:
-    """How many trials of `cpus_per_trial` CPUs the cluster runs at once; an error if no node can run one."""
-    nodes = [node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")]
-    largest = max(nodes, default=0.0)
-    if cpus_per_trial > largest:
+# Environment variables a trial needs from the driver. On a cluster started with `ray start`, the workers inherit
+# the environment of that command, not the driver's: these travel in the job's runtime environment instead.
+CACHE_ENV = "HRNAS_CACHE"
+
+
+def runtime_env() -> dict:
+    """The job's Ray runtime environment: the driver's cache folder (synthetic data, annotation indexes, complexity)
+    and its fault injection reach every worker on every node. Data paths travel in the trial config, absolute."""
+    env = {CACHE_ENV: str(default_cache_dir().resolve())}
+    if FAULTS_ENV in os.environ:
+        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    return {"env_vars": env}
+
+
+def trials_at_once(resources: TrialResources, where: str) -> int:
+    """How many trials the cluster's alive nodes run at once, from each node's CPUs and GPUs (a trial runs on one
+    node); an error if no node can run one."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    return concurrency(resources, [(n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes], where)
+
+
+def concurrency(resources: TrialResources, nodes: list[tuple[float, float]], where: str) -> int:
+    """Trials of `resources` that fit at once on nodes of (CPUs, GPUs)."""
+    largest = max((cpus for cpus, _ in nodes), default=0.0)
+    if resources.cpus > largest:
         raise SearchError(
-            f"--cpus-per-trial {cpus_per_trial}: no node of {where} has that many CPUs (the largest has "
+            f"--cpus-per-trial {resources.cpus}: no node of {where} has that many CPUs (the largest has "
             f"{largest:g}); use --cpus-per-trial {max(1, int(largest))} or fewer, or a cluster with bigger nodes"
         )
-    return max(1, int(sum(cpus // cpus_per_trial for cpus in nodes)))
+    per_node = [cpus // resources.cpus for cpus, _ in nodes]
+    if resources.gpus:
+        most = max((gpus for _, gpus in nodes), default=0.0)
+        if resources.gpus > most:
+            raise SearchError(
+                f"--gpus-per-trial {resources.gpus:g}: no node of {where} has that many GPUs (the most has {most:g}); "
+                "use fewer, or a cluster with GPU nodes"
+            )
+        # a small tolerance: Ray hands out GPU shares in 1e-4 units, so 3 x 1/3 fits one GPU
+        per_node = [min(n, (gpus + 1e-6) // resources.gpus) for n, (_, gpus) in zip(per_node, nodes, strict=True)]
+    return max(1, int(sum(per_node)))
 
 
 # ---- MLflow parent run -------------------------------------------------------------------------------------------
@@ -204,7 +253,7 @@ def fit(
     """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it), then make MLflow agree with Tune's
     results. `new_tuner(trainable, run_config)` builds a new one. An interrupted job marks its parent and its
     unfinished runs KILLED, prints the command that resumes it and exits with 130."""
-    trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
+    trainable = tune.with_resources(train_trial, options.resources.ray_resources())
     tune_path = options.folder / "tune"
     if resume and tune.Tuner.can_restore(str(tune_path / name)):
         say(f"resuming the {kind} in {tune_path / name}")

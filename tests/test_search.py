@@ -187,14 +187,17 @@ def free_port():
 
 
 def test_search_on_an_existing_ray_head(tmp_path, space_file):
+    """The head is started with another cache folder than the driver's: the trials it runs must still use the
+    driver's (it travels in the job's runtime environment), or each node would generate and index its own data."""
     port = free_port()
     temp = Path("/tmp") / f"hrnas-test-head-{os.getpid()}"
     env = environment(tmp_path, RAY_AUTH_MODE="token")
+    head_cache = tmp_path / "head-cache"
     started = subprocess.run(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
          "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", str(temp),
          "--disable-usage-stats"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env={**env, "HRNAS_CACHE": str(head_cache)}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     try:
         assert started.returncode == 0, started.stderr[-2000:]
@@ -203,6 +206,7 @@ def test_search_on_an_existing_ray_head(tmp_path, space_file):
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         _, runs = children(tmp_path, summary)
         assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+        assert not head_cache.exists()
     finally:
         stop_processes_using(str(temp))
         shutil.rmtree(temp, ignore_errors=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hrnas.commands.trial_options import add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
 from nas.options import AblationArgs, describe_command
 from search_space.ablation import available_tables
@@ -32,8 +33,7 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
     p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
-                   f"per row; rows run Ray's CPUs // this at a time (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+    add_trial_resource_arguments(p, "row")
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hrnas.commands.trial_options import add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
 from nas.options import SCHEDULERS, SearchArgs, describe_command
 from search_space.complexity import CONVENTIONS
@@ -32,8 +33,7 @@ def build_parser() -> Parser:
     p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); complexity "
                    "is always counted at 256x192")  # fmt: skip
     p.add_argument("--convention", default=DEFAULTS.convention, choices=list(CONVENTIONS), help="FLOPs convention")
-    p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
-                   f"per trial; concurrency = Ray's CPUs // this (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+    add_trial_resource_arguments(p, "trial")
     p.add_argument("--scheduler", default=DEFAULTS.scheduler, choices=list(SCHEDULERS), help="fifo (every trial "
                    "trains to the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
