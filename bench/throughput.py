@@ -1,4 +1,4 @@
-"""Training throughput (forward + backward + Adam step) of the presets on CPU: fast paths vs the reference.
+"""Training throughput (forward + backward + Adam step) of the presets: fast paths vs the reference.
 
 For every architecture and input size two copies of the same network (same weights) are trained side by side:
 - `fast`: `prepare_for_training(model)` (channels-last layout, fast dynamic-kernel formulation);
@@ -15,6 +15,10 @@ and once without it to see its effect.
 python bench/throughput.py                                  # every preset, 256x192 and 128x96, batch 32
 python bench/throughput.py --arch litehrnet-18 --arch ditehrnet-18 --input 128x96 --iters 5
 python bench/throughput.py --skip-heavy --json              # without hrnet-w32; one JSON object per row
+python bench/throughput.py --device cuda --amp bf16 --batch 64 --iters 20   # on a GPU (synchronised timing)
+
+On a CUDA device every step ends with torch.cuda.synchronize(), so a step's time is its GPU time; the fast paths
+are tuned for CPU (see pose.device.Device.fast) and the table shows whether they help there too.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
+from pose.device import Device, resolve_device
 from search_space.complexity import parse_input_size
 from search_space.presets import PRESETS, load_architecture
 
@@ -55,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave glibc malloc as it is (default: keep_freed_memory(), for both configurations, see RESULTS.md)",
     )
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    parser.add_argument("--amp", default="off", help="autocast: off (default), bf16, fp16 (CUDA) or auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
     parser.add_argument("--json-out", metavar="PATH", help="also append the JSON rows to this file")
@@ -64,31 +71,44 @@ def build_parser() -> argparse.ArgumentParser:
 class Trainer:
     """One network copy with its own Adam, batch and random targets; `step()` is one timed training step."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, fast: bool) -> None:
-        self.model = prepare_for_training(model, fast=fast).train()
-        self.x = prepare_input(x, fast=fast)
-        self.target = target
+    def __init__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, fast: bool, device: Device) -> None:
+        self.model = prepare_for_training(model.to(device.device), fast=fast).train()
+        self.x = prepare_input(x.to(device.device), fast=fast)
+        self.target = target.to(device.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.scaler = device.grad_scaler()
+        self.device = device
         self.times: list[float] = []
 
     def step(self, timed: bool = True) -> None:
+        synchronize(self.device)
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(self.model(self.x), self.target)
-        loss.backward()
-        self.optimizer.step()
+        with self.device.autocast():
+            output = self.model(self.x).float()
+        loss = F.mse_loss(output, self.target)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        synchronize(self.device)
         if timed:
             self.times.append(time.perf_counter() - start)
 
 
-def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> dict:
+def synchronize(device: Device) -> None:
+    """Wait for the device's queued work, so that wall time is compute time (a no-op on CPU)."""
+    if device.device.type == "cuda":
+        torch.cuda.synchronize(device.device)
+
+
+def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace, device: Device) -> dict:
     torch.manual_seed(args.seed)
     base = init_weights(PoseNet(load_architecture(arch).resolve()))
     x = torch.randn(args.batch, 3, *input_hw)
     target = torch.randn(args.batch, base.spec.joints, input_hw[0] // 4, input_hw[1] // 4)
-    configs = {"fast": Trainer(copy.deepcopy(base), x, target, fast=True)}
+    configs = {"fast": Trainer(copy.deepcopy(base), x, target, True, device)}
     if not args.no_reference:
-        configs["reference"] = Trainer(copy.deepcopy(base), x, target, fast=False)
+        configs["reference"] = Trainer(copy.deepcopy(base), x, target, False, device)
     order = [configs[name] for name in ("reference", "fast") if name in configs]
     load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
@@ -103,6 +123,8 @@ def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> d
         "input": f"{input_hw[0]}x{input_hw[1]}",
         "batch": args.batch,
         "threads": args.threads,
+        "device": str(device.device),
+        "amp": device.amp_name,
         "iters": iters,
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
@@ -114,6 +136,10 @@ def measure(arch: str, input_hw: tuple[int, int], args: argparse.Namespace) -> d
     if "reference" in configs:
         row["speedup"] = row["fast_img_s"] / row["reference_img_s"]
     return row
+
+
+def gpu_name(device: Device) -> str:
+    return f" ({torch.cuda.get_device_name(device.device)})" if device.device.type == "cuda" else ""
 
 
 COLUMNS = (
@@ -136,20 +162,26 @@ def format_row(row: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        device = resolve_device(args.device, args.amp)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     malloc = "default" if args.default_malloc or not keep_freed_memory() else "keep-freed"
     archs = args.arch or [a for a in PRESETS if not (args.skip_heavy and a in HEAVY)]
     sizes = [parse_input_size(s) for s in (args.input or ["256x192", "128x96"])]
     if not args.json:
         print(
-            f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, train mode, Adam step, MSE loss, "
+            f"torch {torch.__version__} on {device.describe()}{gpu_name(device)}, {args.threads} threads, "
+            f"batch {args.batch}, train mode, Adam step, MSE loss, "
             f"malloc {malloc}; images/s from the median timed step (best: the fastest step); "
             "load: 1-min load average before->after"
         )
         print(COLUMNS)
     for arch in archs:
         for size in sizes:
-            row = measure(arch, size, args)
+            row = measure(arch, size, args, device)
             row["malloc"] = malloc
             print(json.dumps(row) if args.json else format_row(row), flush=True)
             if args.json_out:

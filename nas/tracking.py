@@ -19,7 +19,10 @@ from ray import tune
 from nas.trial import flat_config
 from search_space.genome import Genome
 
-EPOCH_METRICS = ("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds")
+EPOCH_METRICS = (
+    *("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds"),
+    "gpu_peak_mib",  # CUDA trials only
+)
 FINAL_METRICS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
 
 

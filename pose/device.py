@@ -46,6 +46,13 @@ class Device:
         """Loss scaling, enabled for float16 only (bfloat16 has float32's range and needs none)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
+    def memory_record(self) -> dict[str, float]:
+        """Peak memory the run has allocated on a CUDA device, in MiB (what to size --batch and --gpus-per-trial
+        by); empty elsewhere."""
+        if self.device.type != "cuda":
+            return {}
+        return {"gpu_peak_mib": torch.cuda.max_memory_allocated(self.device) / 2**20}
+
     def describe(self) -> str:
         return f"{self.device} ({'float32' if self.amp is None else self.amp_name + ' autocast'})"
 

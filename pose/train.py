@@ -257,6 +257,7 @@ def train(
             "train_seconds": seconds,
             "eval_seconds": time.perf_counter() - eval_start,
             "images_per_second": seen / seconds,
+            **device.memory_record(),
         }
         history.append(record)
         progress.epoch(epoch, record, first_epoch)

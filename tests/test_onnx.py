@@ -118,3 +118,55 @@ def test_bad_genome_exits_2_naming_the_gene(tmp_path, capsys, genes, named):
 def test_bad_opset_exits_2(capsys):
     assert export.main(["--arch", "litehrnet-18", "--opset", "9"]) == 2
     assert "opset" in capsys.readouterr().err
+
+
+TINY_GENES = ["--gene", "width=8", "--gene", "modules=[1,1,1]"]
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+    """A checkpoint.pt of one short training of the tiny Lite-HRNet (tests/test_training.py's) on coco-mini."""
+    from dataclasses import replace
+
+    from pose.coco import parse_data
+    from pose.train import load_data, train
+    from tests.test_training import MINI_DATA, RECIPE, TINY
+
+    out = tmp_path_factory.mktemp("trained")
+    train(TINY, load_data(parse_data(MINI_DATA)), replace(RECIPE, epochs=1), out_dir=out, quiet=True)
+    return out / "checkpoint.pt"
+
+
+def test_trained_checkpoint_exports_with_its_weights(tmp_path, trained_checkpoint):
+    from tests.test_training import TINY
+
+    out = tmp_path / "trained.onnx"
+    argv = ["--arch", "litehrnet-18", *TINY_GENES, "--input", "64x64", "--out", str(out)]
+    assert export.main([*argv, "--checkpoint", str(trained_checkpoint)]) == 0
+    trained = export.build_model(TINY, 17, (64, 64))
+    trained.load_state_dict(torch.load(trained_checkpoint, weights_only=True)["model"])
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    diff, _ = export.max_abs_diff(trained.eval(), out, x)
+    assert diff <= 1e-4
+    untrained, _ = export.max_abs_diff(export.build_model(TINY, 17, (64, 64)), out, x)
+    assert untrained > 100 * max(diff, 1e-6)  # the file holds the trained weights, not the random init
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--arch", "litehrnet-18"], "holds"),  # the checkpoint is of the tiny genome, not the preset
+        (["--arch", "litehrnet-18", *TINY_GENES, "--joints", "5"], "does not fit this network"),
+    ],
+)
+def test_checkpoint_of_another_network_is_a_clear_error(tmp_path, capsys, trained_checkpoint, argv, message):
+    out = tmp_path / "x.onnx"
+    assert export.main([*argv, "--input", "64x64", "--out", str(out), "--checkpoint", str(trained_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --checkpoint") and message in err
+    assert not out.exists()
+
+
+def test_missing_checkpoint_is_named(tmp_path, capsys):
+    assert export.main(["--arch", "litehrnet-18", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: no such file" in capsys.readouterr().err

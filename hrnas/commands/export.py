@@ -3,6 +3,7 @@
 hrnas export --arch litehrnet-18 --out litehrnet-18.onnx --check
 hrnas export --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
 hrnas export --arch genome.yaml --exporter dynamo --opset 18
+hrnas export --arch litehrnet-18 --checkpoint runs/l18/checkpoint.pt --input 256x192   # trained weights
 
 The default exporter is the TorchScript one (`torch.onnx.export(..., dynamo=False)`): it exports every genome
 and is several times faster than the torch.export-based one (`--exporter dynamo`), which also works.
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--check meaningful), or the official init_weights (conv N(0, 0.001): heatmaps near 1e-15)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the --check input")
+    parser.add_argument(
+        "--checkpoint",
+        help="trained weights: the checkpoint.pt of `hrnas train --out` (trained on any device) for the same --arch",
+    )
     parser.add_argument("--check", action="store_true", help="run the file in onnxruntime and compare with PyTorch")
     parser.add_argument("--atol", type=float, default=1e-4, help="--check fails (exit 1) above this max abs diff")
     return parser
@@ -95,6 +100,23 @@ def build_model(
         final.weight /= peak
         final.bias /= peak
     return model
+
+
+def load_checkpoint(path: Path, genome: Genome) -> dict:
+    """The model weights of a training checkpoint, on the CPU whatever device wrote them, checked to belong to
+    `genome` (a checkpoint of another architecture would load into the wrong layers or fail half-way)."""
+    if not path.is_file():
+        raise ValueError(f"--checkpoint {path}: no such file; give the checkpoint.pt in a `hrnas train --out` folder")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file: pickle, zip and torch each raise their own
+        raise ValueError(f"--checkpoint {path}: not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(state, dict) or "model" not in state or "meta" not in state:
+        raise ValueError(f"--checkpoint {path}: not a `hrnas train` checkpoint (no model weights and meta)")
+    trained = state["meta"].get("genome")
+    if trained != genome.compact():
+        raise ValueError(f"--checkpoint {path} holds {trained}, not {genome.compact()}: give its --arch and --gene")
+    return state["model"]
 
 
 def export_onnx(
@@ -181,10 +203,16 @@ def export_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
     if args.check and importlib.util.find_spec("onnxruntime") is None:
         raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
+    weights = load_checkpoint(Path(args.checkpoint), genome) if args.checkpoint else None
     out = check_writable(Path(args.out) if args.out else default_out(args.arch, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = build_model(genome, args.joints, input_hw, args.init, args.seed)
+    if weights is not None:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:  # e.g. another --joints
+            raise ValueError(f"--checkpoint {args.checkpoint} does not fit this network: {exc}") from None
     # Not zeros: with the official init a zero image drives activations into float32 denormals (~80x slower).
     example = torch.randn(1, 3, *input_hw, generator=torch.Generator().manual_seed(args.seed))
     export_onnx(model, example, out, args.exporter, args.opset)
