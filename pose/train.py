@@ -203,6 +203,7 @@ def train(
     val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
     history: list[dict] = []
     first_epoch = 0
+    scaler = device.grad_scaler()
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device.device, weights_only=True)
@@ -210,13 +211,14 @@ def train(
             raise ValueError(f"{checkpoint} belongs to a different genome, recipe or data set; use another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):  # fp16's loss scale, so a resumed run does not search for it again
+            scaler.load_state_dict(state["scaler"])
         history = json.loads(state["history"])
         first_epoch = len(history)
     per_epoch = math.ceil(len(train_set) / recipe.batch)
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     train_seconds = sum(h["train_seconds"] for h in history)
-    scaler = device.grad_scaler()
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         train_set.epoch = epoch
@@ -262,7 +264,7 @@ def train(
         history.append(record)
         progress.epoch(epoch, record, first_epoch)
         if checkpoint is not None:
-            _save(checkpoint, model, optimizer, history, _meta(genome, recipe, data))
+            _save(checkpoint, model, optimizer, scaler, history, _meta(genome, recipe, data))
         if on_epoch is not None:
             on_epoch(record)
     final = history[-1]
@@ -290,13 +292,14 @@ def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:
     return {"genome": genome.compact(), "recipe": json.dumps(asdict(recipe), sort_keys=True), "data": data.description}
 
 
-def _save(path: Path, model: nn.Module, optimizer, history: list[dict], meta: dict) -> None:
+def _save(path: Path, model: nn.Module, optimizer, scaler, history: list[dict], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),  # empty unless fp16
             "history": json.dumps(history),
             "meta": meta,
         },

@@ -72,6 +72,16 @@ def test_checkpoint_written_on_cuda_resumes_on_cpu(mini_data, tmp_path):
     assert math.isfinite(resumed["loss"]) and 0.0 <= resumed["ap"] <= 1.0
 
 
+def test_fp16_loss_scale_is_checkpointed_and_resumed(mini_data, tmp_path):
+    fp16 = resolve_device("cuda", "fp16")
+    train(TINY, mini_data, ONE_EPOCH, out_dir=tmp_path, quiet=True, device=fp16)
+    scale = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"]["scale"]
+    assert scale > 0
+    seen = []
+    train(TINY, mini_data, RECIPE, out_dir=tmp_path, on_epoch=seen.append, quiet=True, device=fp16)
+    assert [record["epoch"] for record in seen] == [2] and math.isfinite(seen[0]["loss"])
+
+
 def test_onnx_export_of_a_cuda_trained_checkpoint(mini_data, tmp_path):
     train(TINY, mini_data, ONE_EPOCH, out_dir=tmp_path, quiet=True, device=resolve_device("cuda", "off"))
     out = tmp_path / "trained.onnx"
