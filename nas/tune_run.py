@@ -92,34 +92,48 @@ def before_first_trial(kind: str) -> Iterator[None]:
 def ray_session(options: RunOptions) -> Iterator[int]:
     """Ray for the job's lifetime: the cluster at --address or a private local instance. Yields the number of
     trials that can run at once; a trial that fits on no node is an error before anything else happens."""
-    os.environ["TMPDIR"] = str(options.folder / "tmp")
-    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
-    level = logging.INFO if options.verbose else logging.WARNING
+    with ray_instance(options.folder, options.address, options.verbose):
+        yield trials_at_once(options.cpus_per_trial, where=options.address or "the local Ray instance")
+
+
+@contextmanager
+def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver: bool = False) -> Iterator[None]:
+    """The Ray cluster at `address`, or a private local instance whose every process stops on exit (`folder`
+    holds the job's temporary files). Workers' output reaches this console with `verbose` or `log_to_driver`."""
+    previous_tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder / "tmp")
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    level = logging.INFO if verbose else logging.WARNING
+    log_to_driver = log_to_driver or verbose
     temp = None
-    if options.address:
+    if address:
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
-        ray.init(address=options.address, log_to_driver=options.verbose, logging_level=level)
+        ray.init(address=address, log_to_driver=log_to_driver, logging_level=level)
     else:
         # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
         # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
         # GCS, raylet and agents listen on all interfaces (Ray 2.60 has no switch for that, and turns a node IP of
         # 127.0.0.1 into the host's address); token authentication, on by default, guards them.
-        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
+        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(folder).encode()).hexdigest()[:10]}"
         temp.mkdir(parents=True, exist_ok=True)
         ray.init(
             include_dashboard=False,
             _temp_dir=str(temp),
-            log_to_driver=options.verbose,
+            log_to_driver=log_to_driver,
             logging_level=level,
-            configure_logging=options.verbose,
+            configure_logging=verbose,
         )
     try:
-        yield trials_at_once(options.cpus_per_trial, where=options.address or "the local Ray instance")
+        yield
     finally:
         ray.shutdown()
         if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
             shutil.rmtree(temp, ignore_errors=True)
+        if previous_tmpdir is None:  # the folder may be a temporary one, gone after the job
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_tmpdir
 
 
 def trials_at_once(cpus_per_trial: int, where: str) -> int:
