@@ -29,8 +29,9 @@ import torch
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.util.queue import Empty, Queue
 
+from nas.options import say
 from nas.trial import recipe_from_config
-from nas.tune_run import quiet_console, ray_instance, recipe_config
+from nas.tune_run import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config
 from pose.coco import absolute_data, parse_data
 from pose.device import Device
 from pose.train import Recipe, Replicas, load_data, train, training_result
@@ -123,6 +124,10 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
         except ray.train.WorkerGroupError as exc:
             raise_input_error(exc)
             raise
+        except (KeyboardInterrupt, SystemExit):  # Ray Train's Ctrl-C handler aborts the run, then exits
+            again = "run the same command again" if out is not None else "use --out to make a training resumable"
+            say(f"\ninterrupted: {again} to resume from the last finished epoch")
+            raise SystemExit(EXIT_INTERRUPTED) from None
         with result.checkpoint.as_directory() as latest:
             state = torch.load(Path(latest) / CHECKPOINT, map_location="cpu", weights_only=True)
             if out is not None:
