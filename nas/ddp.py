@@ -84,9 +84,10 @@ def check_fits(workers: int, threads: int, gpu: bool, where: str) -> None:
     if slots < workers:
         cpus = sum(node.get("CPU", 0) for node in nodes)
         gpus = f" and {sum(node.get('GPU', 0) for node in nodes):g} GPUs" if gpu else ""
+        fix = f"--ddp {slots} or fewer" if slots else f"at most --threads {int(max(n.get('CPU', 0) for n in nodes))}"
         raise ValueError(
             f"--ddp {workers} --threads {threads}: {where} has {cpus:g} CPUs{gpus}, room for {slots} such workers; "
-            f"use --ddp {max(1, slots)} or fewer --threads"
+            f"use {fix}"
         )
 
 
@@ -122,7 +123,7 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
         try:
             result = trainer.fit()
         except ray.train.WorkerGroupError as exc:
-            raise_input_error(exc)
+            raise_input_error(exc, folder / RUN_NAME)
             raise
         except (KeyboardInterrupt, SystemExit):  # Ray Train's Ctrl-C handler aborts the run, then exits
             again = "run the same command again" if out is not None else "use --out to make a training resumable"
@@ -135,12 +136,13 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
     return training_result(json.loads(state["history"]), recipe.epochs)
 
 
-def raise_input_error(failure: ray.train.WorkerGroupError) -> None:
-    """A worker's input error (a checkpoint of another recipe under --out) as the ValueError it is: one line."""
+def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> None:
+    """A worker's input error (a checkpoint of another recipe under --out) as the ValueError it is: one line that
+    names Ray Train's run folder, not the worker's copy of the checkpoint."""
     for error in failure.worker_failures.values():
         cause = getattr(error, "cause", error)
         if isinstance(cause, ValueError):
-            raise ValueError(str(cause)) from None
+            raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/" + CHECKPOINT, str(run_folder), str(cause))) from None
 
 
 class ConsoleQueue:
