@@ -40,10 +40,15 @@ from search_space.genome import Genome
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # torch.distributed backend per device type
 RUN_NAME = "ray-train"  # Ray Train's run folder under --out: the same name resumes
 CHECKPOINT = "checkpoint.pt"
-# Ray Train's settings, passed on to its controller and workers: a worker's print() is not turned into log records
-# (rank 0's lines go to the console queue as they are), and no preemption watcher (its start logs an error line
-# on a private Ray, and hrnas does not resume from preemptions).
-RAY_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Ray Train's settings, passed on to its controller and workers (a user's own values win): a worker's print() is
+# not turned into log records (rank 0's lines go to the console queue as they are); no preemption watcher (its
+# start logs an error line on a private Ray, and hrnas does not resume from preemptions); 5 minutes, not 60 s, for
+# the workers to start (2 of them took 21 s on the busy 2-core test machine).
+RAY_TRAIN_ENV = {
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "300",
+}
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,9 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
 def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> None:
     """A worker's input error (a checkpoint of another recipe under --out) as the ValueError it is: one line that
     names Ray Train's run folder, not the worker's copy of the checkpoint."""
-    for error in failure.worker_failures.values():
-        cause = getattr(error, "cause", error)
-        if isinstance(cause, ValueError):
-            raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/" + CHECKPOINT, str(run_folder), str(cause))) from None
+    for error in failure.worker_failures.values():  # rank -> the exception the worker raised
+        if isinstance(error, ValueError):
+            raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/" + CHECKPOINT, str(run_folder), str(error))) from None
 
 
 class ConsoleQueue:
@@ -160,7 +164,7 @@ class ConsoleQueue:
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.printer.join()
-        self.queue.shutdown()
+        self.queue.shutdown(force=True)  # no grace period: every line has been printed
 
     def _print(self) -> None:
         while True:
