@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from contextlib import ExitStack, redirect_stderr
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import ray
 import ray.train
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.queue import Empty, Queue
 
 from nas.options import say
@@ -100,8 +102,6 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
     """Train with `job.workers` Ray Train workers and return what pose.train.train returns (from the last
     checkpoint, so a rerun of a finished training returns its result)."""
     quiet_console(verbose)
-    for name, value in RAY_TRAIN_ENV.items():
-        os.environ.setdefault(name, value)
     recipe = recipe_from_config(job.recipe)
     gpu = job.device.device.type == "cuda"
     with ExitStack() as stack:
@@ -109,22 +109,7 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
         stack.enter_context(ray_instance(folder, address, verbose))
         check_fits(job.workers, recipe.threads, gpu, address or "the local Ray instance")
         console = stack.enter_context(ConsoleQueue())
-        trainer = TorchTrainer(
-            train_worker,
-            train_loop_config={"job": job, "console": console.queue},
-            torch_config=TorchConfig(backend=BACKENDS[job.device.device.type]),
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=job.workers,
-                use_gpu=gpu,
-                resources_per_worker={"CPU": recipe.threads, **({"GPU": 1} if gpu else {})},
-            ),
-            run_config=ray.train.RunConfig(
-                name=RUN_NAME,
-                storage_path=str(folder.resolve()),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-                logging_config=ray.train.LoggingConfig("INFO" if verbose else "WARNING"),
-            ),
-        )
+        trainer = torch_trainer(job, folder, console.queue)
         try:
             result = trainer.fit()
         except ray.train.WorkerGroupError as exc:
@@ -139,6 +124,50 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
             if out is not None:
                 shutil.copyfile(Path(latest) / CHECKPOINT, out / CHECKPOINT)
     return training_result(json.loads(state["history"]), recipe.epochs)
+
+
+def torch_trainer(job: DdpJob, folder: Path, console: Queue | None, callbacks: list | None = None) -> TorchTrainer:
+    """The TorchTrainer of `job`, its Ray Train run named RUN_NAME in `folder` (the same folder resumes)."""
+    for name, value in RAY_TRAIN_ENV.items():
+        os.environ.setdefault(name, value)
+    gpu = job.device.device.type == "cuda"
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"job": job, "console": console},
+        torch_config=TorchConfig(backend=BACKENDS[job.device.device.type]),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=job.workers,
+            use_gpu=gpu,
+            resources_per_worker={"CPU": recipe_from_config(job.recipe).threads, **({"GPU": 1} if gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=RUN_NAME,
+            storage_path=str(folder.resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            logging_config=ray.train.LoggingConfig("INFO" if job.verbose else "WARNING"),
+            callbacks=callbacks,
+        ),
+    )
+
+
+class ReportToTune(TuneReportCallback):
+    """Rank 0's epoch records, turned into a trial's metrics (`metrics_of`), passed on to the Tune trial."""
+
+    def __init__(self, metrics_of: Callable[[dict], dict]) -> None:
+        super().__init__()
+        self.metrics_of = metrics_of
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        super().after_report(run_context, [self.metrics_of(metrics[0]), *metrics[1:]], checkpoint)
+
+
+def train_in_trial(job: DdpJob, folder: Path, metrics_of: Callable[[dict], dict]) -> None:
+    """A search trial or ablation row as a Ray Train run driven by its Tune trial (Ray 2.60 runs a TorchTrainer
+    inside a Tune function trainable); its checkpoints live in `folder`, so a resumed trial continues."""
+    try:
+        torch_trainer(job, folder, None, [ReportToTune(metrics_of)]).fit()
+    except ray.train.WorkerGroupError as exc:  # the first worker's error, as a plain trial error
+        raise RuntimeError(str(next(iter(exc.worker_failures.values()), exc))) from None
 
 
 def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> None:
@@ -197,6 +226,7 @@ class QueueWriter:
 def train_worker(config: dict) -> None:
     """One Ray Train worker: its share of every global batch; rank 0 evaluates, prints and reports the checkpoint."""
     job: DdpJob = config["job"]
+    console: Queue | None = config["console"]  # rank 0's stderr; None: nobody watches (a search trial)
     if not job.verbose:  # rank 0's stderr is the console: its lines only, not Ray Train's reports
         logging.getLogger().setLevel(logging.WARNING)
     # The fast path's gradients of depthwise kernels are channels-last, which differ from DDP's bucket views only in
@@ -219,8 +249,9 @@ def train_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
 
         genome = Genome.from_compact(job.genome)
-        with redirect_stderr(QueueWriter(config["console"]) if replicas.rank == 0 else sys.stderr):
-            train(genome, data, recipe, Path(tmp), report, quiet=replicas.rank != 0, device=device, replicas=replicas)
+        quiet = replicas.rank != 0 or console is None
+        with redirect_stderr(sys.stderr if quiet else QueueWriter(console)):
+            train(genome, data, recipe, Path(tmp), report, quiet=quiet, device=device, replicas=replicas)
 
 
 def ddp_job(genome: Genome, recipe: Recipe, args, device: Device) -> DdpJob:

@@ -113,6 +113,7 @@ class RunArgs:
     input: str = hw_text(Recipe().input_hw)
     seed: int = 0
     cpus_per_trial: int = 1
+    ddp_per_trial: int = 1  # Ray Train workers per trial (each of cpus_per_trial CPUs), sharing each global batch
     address: str | None = None
     tracking_uri: str | None = None
     storage: str = "runs"
@@ -173,9 +174,14 @@ class RunArgs:
 
     def parse_recipe(self, base: Recipe, epochs: int, batch: int, lr: float) -> Recipe:
         """The training recipe: `base` with this job's crop, epochs, batch, rate, seed and threads."""
-        _at_least_one(epochs=epochs, batch=batch, cpus_per_trial=self.cpus_per_trial)
+        _at_least_one(epochs=epochs, batch=batch, cpus_per_trial=self.cpus_per_trial, ddp_per_trial=self.ddp_per_trial)
         if not lr > 0:
             raise SearchError(f"--lr {lr}: the learning rate must be positive")
+        if batch % self.ddp_per_trial:
+            raise SearchError(
+                f"--batch {batch} does not split evenly between --ddp-per-trial {self.ddp_per_trial} workers; use a "
+                f"global batch that is a multiple of {self.ddp_per_trial}"
+            )
         input_hw = parse_input_size(self.input)
         return replace(
             base, input_hw=input_hw, epochs=epochs, batch=batch, lr=lr, seed=self.seed, threads=self.cpus_per_trial
@@ -197,6 +203,7 @@ class RunArgs:
             "storage": Path(self.storage).resolve(),
             "experiment": self.experiment,
             "cpus_per_trial": self.cpus_per_trial,
+            "ddp_per_trial": self.ddp_per_trial,
             "verbose": self.verbose,
             "command": self.command,
         }
@@ -215,6 +222,7 @@ class RunOptions:
     storage: Path
     experiment: str
     cpus_per_trial: int
+    ddp_per_trial: int
     verbose: bool
     command: str
 

@@ -93,8 +93,15 @@ def ray_session(options: RunOptions) -> Iterator[int]:
     """Ray for the job's lifetime: the cluster at --address or a private local instance. Yields the number of
     trials that can run at once; a trial that fits on no node is an error before anything else happens."""
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
+    where = options.address or "the local Ray instance"
     with ray_instance(options.folder, options.address, options.verbose):
-        yield trials_at_once(options.cpus_per_trial, where=options.address or "the local Ray instance")
+        slots = trials_at_once(options.cpus_per_trial, where)  # processes of cpus_per_trial CPUs
+        if slots < options.ddp_per_trial:
+            raise SearchError(
+                f"--ddp-per-trial {options.ddp_per_trial} --cpus-per-trial {options.cpus_per_trial}: {where} has "
+                f"room for {slots} such workers; use --ddp-per-trial {slots} or fewer"
+            )
+        yield slots // options.ddp_per_trial
 
 
 @contextmanager
@@ -218,7 +225,13 @@ def fit(
     """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it), then make MLflow agree with Tune's
     results. `new_tuner(trainable, run_config)` builds a new one. An interrupted job marks its parent and its
     unfinished runs KILLED, prints the command that resumes it and exits with 130."""
-    trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
+    if options.ddp_per_trial > 1:  # the trial drives a Ray Train run whose workers ask for the CPUs; Tune refuses
+        # a trial that asks for nothing, so it holds one byte of memory
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, ddp_workers=options.ddp_per_trial), {"cpu": 0, "memory": 1}
+        )
+    else:
+        trainable = tune.with_resources(train_trial, {"cpu": options.cpus_per_trial})
     tune_path = options.folder / "tune"
     if resume and tune.Tuner.can_restore(str(tune_path / name)):
         say(f"resuming the {kind} in {tune_path / name}")

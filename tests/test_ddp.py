@@ -198,3 +198,41 @@ def test_a_workers_input_error_is_one_line_that_names_the_run_folder(tmp_path):
     assert str(raised.value) == f"{tmp_path / 'ray-train'} {message}"
     crash = ray.train.WorkerGroupError("rank 1 failed", {1: FloatingPointError("loss became nan")})
     raise_input_error(crash, tmp_path / "ray-train")  # not an input error: the caller re-raises the failure
+
+
+ONE_ROW = """
+name: one
+title: One row
+input: 256x192
+convention: torchstat
+epochs: 1
+rows:
+  - row: small
+    preset: litehrnet-18
+    genes: {width: 8, modules: [1, 1, 1], blocks: 1}
+"""
+
+
+def test_an_ablation_row_trains_as_two_ray_train_workers(tmp_path):
+    """--ddp-per-trial 2: the row's Tune trial drives a Ray Train run of 2 workers (its reports reach Tune with
+    Ray Train's checkpoint path) and finishes in MLflow like any row."""
+    table = tmp_path / "one.yaml"
+    table.write_text(ONE_ROW)
+    done = subprocess.run(
+        [sys.executable, "-m", "hrnas.cli", "ablate", "--table", str(table), "--data", MINI_DATA, "--input", "64x64",
+         "--batch", "4", "--ddp-per-trial", "2", "--storage", str(tmp_path / "runs"), "--json"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+    assert row["status"] == "FINISHED" and 0.0 <= row["ap"] <= 1.0
+    (result,) = (tmp_path / "runs").rglob("result.json")
+    reports = [json.loads(line) for line in result.read_text().splitlines()]
+    assert reports[-1]["complete"] and "/training/ray-train/checkpoint_" in reports[-1]["checkpoint_path"]
+
+
+@pytest.mark.parametrize("command", ["ablate", "search"])
+def test_a_batch_that_ddp_per_trial_cannot_split_is_refused(capsys, tmp_path, command):
+    job = ["--table", "ccw"] if command == "ablate" else ["--budget", "0.5G"]
+    code, _, err = run_script(capsys, command, *job, "--batch", "6", "--ddp-per-trial", "4", "--storage", str(tmp_path))
+    assert code == 2 and "--batch 6 does not split evenly between --ddp-per-trial 4 workers" in err

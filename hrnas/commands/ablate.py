@@ -34,6 +34,9 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--cpus-per-trial", type=int, default=DEFAULTS.cpus_per_trial, help="CPUs (and torch threads) "
                    f"per row; rows run Ray's CPUs // this at a time (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
+    p.add_argument("--ddp-per-trial", type=int, default=DEFAULTS.ddp_per_trial, metavar="N", help="train each row "
+                   "as N Ray Train workers of --cpus-per-trial CPUs that split each global --batch (default 1: one "
+                   "process)")  # fmt: skip
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip

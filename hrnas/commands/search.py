@@ -36,6 +36,9 @@ def build_parser() -> Parser:
                    f"per trial; concurrency = Ray's CPUs // this (default {DEFAULTS.cpus_per_trial})")  # fmt: skip
     p.add_argument("--scheduler", default=DEFAULTS.scheduler, choices=list(SCHEDULERS), help="fifo (every trial "
                    "trains to the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
+    p.add_argument("--ddp-per-trial", type=int, default=DEFAULTS.ddp_per_trial, metavar="N", help="train each trial "
+                   "as N Ray Train workers of --cpus-per-trial CPUs that split each global --batch (default 1: one "
+                   "process)")  # fmt: skip
     p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip
