@@ -1,4 +1,5 @@
-"""Data-parallel training of one architecture on Ray Train (`hrnas train --ddp N`).
+"""Data-parallel training of one architecture on Ray Train (`hrnas train --ddp N`, and a search trial or
+ablation row with `--ddp-per-trial N`, whose Tune trial drives the Ray Train run).
 
 N TorchTrainer workers (gloo on CPU, nccl on CUDA, one GPU each) train one model: rank r takes its slice of every
 global batch, in the order one process would see them (pose.train.ShareOfBatches), and DDP averages the gradients.

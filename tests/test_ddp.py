@@ -33,6 +33,7 @@ from nas.ddp import raise_input_error
 from pose.coco import parse_data
 from pose.train import Replicas, ShareOfBatches, load_data, train
 from tests.scripts import run_script
+from tests.test_ablation import TINY as TINY_TABLE
 from tests.test_training import MINI_DATA, RECIPE, ROOT, TINY
 
 EXACT = 1e-5
@@ -200,17 +201,7 @@ def test_a_workers_input_error_is_one_line_that_names_the_run_folder(tmp_path):
     raise_input_error(crash, tmp_path / "ray-train")  # not an input error: the caller re-raises the failure
 
 
-ONE_ROW = """
-name: one
-title: One row
-input: 256x192
-convention: torchstat
-epochs: 1
-rows:
-  - row: small
-    preset: litehrnet-18
-    genes: {width: 8, modules: [1, 1, 1], blocks: 1}
-"""
+ONE_ROW = TINY_TABLE.split("  - row: small without cross")[0]  # its first row only
 
 
 def test_an_ablation_row_trains_as_two_ray_train_workers(tmp_path):
