@@ -92,7 +92,8 @@ def check_fits(workers: int, threads: int, gpu: bool, where: str) -> None:
     if slots < workers:
         cpus = sum(node.get("CPU", 0) for node in nodes)
         gpus = f" and {sum(node.get('GPU', 0) for node in nodes):g} GPUs" if gpu else ""
-        fix = f"--ddp {slots} or fewer" if slots else f"at most --threads {int(max(n.get('CPU', 0) for n in nodes))}"
+        largest = int(max((node.get("CPU", 0) for node in nodes), default=0))
+        fix = f"--ddp {slots} or fewer, or fewer --threads" if slots else f"at most --threads {largest}"
         raise ValueError(
             f"--ddp {workers} --threads {threads}: {where} has {cpus:g} CPUs{gpus}, room for {slots} such workers; "
             f"use {fix}"
