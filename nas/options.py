@@ -180,6 +180,7 @@ class RunArgs:
     gpus_per_trial: float = 0.0
     device: str = "auto"
     amp: str = "auto"
+    ddp_per_trial: int = 1  # Ray Train workers per trial (each of cpus_per_trial CPUs), sharing each global batch
     address: str | None = None
     tracking_uri: str | None = None
     storage: str = "runs"
@@ -240,9 +241,14 @@ class RunArgs:
 
     def parse_recipe(self, base: Recipe, epochs: int, batch: int, lr: float) -> Recipe:
         """The training recipe: `base` with this job's crop, epochs, batch, rate, seed and threads."""
-        _at_least_one(epochs=epochs, batch=batch)
+        _at_least_one(epochs=epochs, batch=batch, ddp_per_trial=self.ddp_per_trial)
         if not lr > 0:
             raise SearchError(f"--lr {lr}: the learning rate must be positive")
+        if batch % self.ddp_per_trial:
+            raise SearchError(
+                f"--batch {batch} does not split evenly between --ddp-per-trial {self.ddp_per_trial} workers; use a "
+                f"global batch that is a multiple of {self.ddp_per_trial}"
+            )
         input_hw = parse_input_size(self.input)
         return replace(
             base, input_hw=input_hw, epochs=epochs, batch=batch, lr=lr, seed=self.seed, threads=self.cpus_per_trial
@@ -254,6 +260,11 @@ class RunArgs:
         resources = parse_resources(
             self.cpus_per_trial, self.gpus_per_trial, self.device, self.amp, local=self.address is None
         )
+        if self.ddp_per_trial > 1 and resources.device != "cpu":
+            raise SearchError(
+                f"--ddp-per-trial {self.ddp_per_trial} trains on CPU workers only (yet): use one process per trial "
+                "with --gpus-per-trial, or `hrnas train --ddp N --device cuda` for one network on several GPUs"
+            )
         data = absolute_data(self.data)
         source = parse_data(data)
         tracking_uri = self.tracking_uri or local_store(self.storage)
@@ -268,6 +279,7 @@ class RunArgs:
             "storage": Path(self.storage).resolve(),
             "experiment": self.experiment,
             "resources": resources,
+            "ddp_per_trial": self.ddp_per_trial,
             "verbose": self.verbose,
             "command": self.command,
         }
@@ -286,6 +298,7 @@ class RunOptions:
     storage: Path
     experiment: str
     resources: TrialResources
+    ddp_per_trial: int
     verbose: bool
     command: str
 

@@ -15,7 +15,7 @@ from ray import tune
 
 from pose.coco import parse_data
 from pose.dataset import AUGMENTATIONS
-from pose.device import resolve_device
+from pose.device import CPU, resolve_device
 from pose.train import Recipe, load_data, train
 from search_space.genome import Genome
 
@@ -48,8 +48,9 @@ def flat_config(config: dict) -> dict:
     return {**config, **config["row"]} if isinstance(config.get("row"), dict) else config
 
 
-def train_trial(config: dict) -> None:
-    """Tune function trainable: trains config['genome'] and reports metrics after every epoch."""
+def train_trial(config: dict, ddp_workers: int = 1) -> None:
+    """Tune function trainable: trains config['genome'] and reports metrics after every epoch; with several
+    `ddp_workers`, as a Ray Train run of that many workers that split each global batch (nas.ddp)."""
     config = flat_config(config)
     genome = Genome.from_compact(config["genome"])
     recipe = recipe_from_config(config["recipe"])
@@ -58,15 +59,23 @@ def train_trial(config: dict) -> None:
         raise RuntimeError(f"injected crash ({FAULTS_ENV}) for {config['genome']}")
     if fault == "nan":
         recipe = replace(recipe, lr=math.inf)
-    device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
-    data = load_data(parse_data(config["data"]))
     out_dir = Path(tune.get_context().get_trial_dir()) / TRAINING_DIR
     fixed = {"flops": config["flops"], **config["cost"]}
 
-    def report(record: dict) -> None:
+    def metrics_of(record: dict) -> dict:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and v is not None}
         if fault == "poor":
             metrics["ap"] -= 1.0
-        tune.report({**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs})
+        return {**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs}
 
+    if ddp_workers > 1:
+        from nas.ddp import DdpJob, train_in_trial  # nas.ddp builds on this module
+        from nas.tune_run import recipe_config
+
+        job = DdpJob(config["genome"], recipe_config(recipe), config["data"], None, None, 0.0, CPU, ddp_workers)
+        train_in_trial(job, out_dir, metrics_of)  # CPU workers: --ddp-per-trial refuses GPU shares
+        return
+    device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
+    data = load_data(parse_data(config["data"]))
+    report = lambda record: tune.report(metrics_of(record))  # noqa: E731
     train(genome, data, recipe, out_dir, on_epoch=report, quiet=True, device=device)

@@ -73,6 +73,7 @@ def resource_params(options: RunOptions) -> dict:
         "gpus_per_trial": resources.gpus,
         "device": resources.device,
         "amp": resources.amp,
+        "ddp_per_trial": options.ddp_per_trial,
     }
 
 
@@ -110,35 +111,56 @@ def before_first_trial(kind: str) -> Iterator[None]:
 def ray_session(options: RunOptions) -> Iterator[int]:
     """Ray for the job's lifetime: the cluster at --address or a private local instance. Yields the number of
     trials that can run at once; a trial that fits on no node is an error before anything else happens."""
-    os.environ["TMPDIR"] = str(options.folder / "tmp")
-    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")  # results (and MLflow curves) as soon as they exist
-    level = logging.INFO if options.verbose else logging.WARNING
+    where = options.address or "the local Ray instance"
+    with ray_instance(options.folder, options.address, options.verbose):
+        slots = trials_at_once(options.resources, where)  # processes of the trial's resources
+        if slots < options.ddp_per_trial:
+            raise SearchError(
+                f"--ddp-per-trial {options.ddp_per_trial} --cpus-per-trial {options.resources.cpus}: {where} has "
+                f"room for {slots} such workers; use --ddp-per-trial {slots} or fewer"
+            )
+        yield slots // options.ddp_per_trial
+
+
+@contextmanager
+def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver: bool = False) -> Iterator[None]:
+    """The Ray cluster at `address`, or a private local instance whose every process stops on exit (`folder`
+    holds the job's temporary files). Workers' output reaches this console with `verbose` or `log_to_driver`."""
+    previous_tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder / "tmp")
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    level = logging.INFO if verbose else logging.WARNING
+    log_to_driver = log_to_driver or verbose
     temp = None
-    if options.address:
+    if address:
         os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
-        ray.init(address=options.address, runtime_env=runtime_env(), log_to_driver=options.verbose, logging_level=level)
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=log_to_driver, logging_level=level)
     else:
         # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
         # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
         # GCS, raylet and agents listen on all interfaces (Ray 2.60 has no switch for that, and turns a node IP of
         # 127.0.0.1 into the host's address); token authentication, on by default, guards them.
-        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(options.folder).encode()).hexdigest()[:10]}"
+        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(folder).encode()).hexdigest()[:10]}"
         temp.mkdir(parents=True, exist_ok=True)
         ray.init(
             include_dashboard=False,
             _temp_dir=str(temp),
             runtime_env=runtime_env(),
-            log_to_driver=options.verbose,
+            log_to_driver=log_to_driver,
             logging_level=level,
-            configure_logging=options.verbose,
+            configure_logging=verbose,
         )
     try:
-        yield trials_at_once(options.resources, where=options.address or "the local Ray instance")
+        yield
     finally:
         ray.shutdown()
         if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
             shutil.rmtree(temp, ignore_errors=True)
+        if previous_tmpdir is None:  # the folder may be a temporary one, gone after the job
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_tmpdir
 
 
 # Environment variables a trial needs from the driver. On a cluster started with `ray start`, the workers inherit
@@ -253,7 +275,13 @@ def fit(
     """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it), then make MLflow agree with Tune's
     results. `new_tuner(trainable, run_config)` builds a new one. An interrupted job marks its parent and its
     unfinished runs KILLED, prints the command that resumes it and exits with 130."""
-    trainable = tune.with_resources(train_trial, options.resources.ray_resources())
+    if options.ddp_per_trial > 1:  # the trial drives a Ray Train run whose workers ask for the CPUs; Tune refuses
+        # a trial that asks for nothing, so it holds one byte of memory
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, ddp_workers=options.ddp_per_trial), {"cpu": 0, "memory": 1}
+        )
+    else:
+        trainable = tune.with_resources(train_trial, options.resources.ray_resources())
     tune_path = options.folder / "tune"
     if resume and tune.Tuner.can_restore(str(tune_path / name)):
         say(f"resuming the {kind} in {tune_path / name}")

@@ -44,13 +44,24 @@ def softmax_heatmaps(output: torch.Tensor, sigma: float) -> torch.Tensor:
     return p * (2 * math.pi * sigma**2)
 
 
+def joint_count(weights: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(float(weights.numel()), device=weights.device)
+
+
+def weight_mass(weights: torch.Tensor) -> torch.Tensor:
+    return weights.sum().float()
+
+
 @dataclass(frozen=True)
 class HeatmapLoss:
     loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
     to_heatmaps: Callable[[torch.Tensor, float], torch.Tensor]
+    # What the loss is an average over, from a batch's target weights: data-parallel training weighs each rank's
+    # loss by its share of the global batch's denominator, so that averaged gradients equal one process's.
+    denominator: Callable[[torch.Tensor], torch.Tensor]
 
 
 LOSSES: dict[str, HeatmapLoss] = {
-    "mse": HeatmapLoss(weighted_mse, identity_heatmaps),
-    "softmax-ce": HeatmapLoss(softmax_cross_entropy, softmax_heatmaps),
+    "mse": HeatmapLoss(weighted_mse, identity_heatmaps, joint_count),
+    "softmax-ce": HeatmapLoss(softmax_cross_entropy, softmax_heatmaps, weight_mass),
 }

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.annotation_index import indexed_people
@@ -48,6 +50,31 @@ class Recipe:
     seed: int = 0
     threads: int = 2
     augment: Augment = SHORT_AUGMENT
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """This process's place in a data-parallel training: rank `rank` of `world` processes that train one model on
+    shares of each global batch (torch.distributed is initialised by the caller, e.g. nas.ddp). Default: alone."""
+
+    rank: int = 0
+    world: int = 1
+
+
+class ShareOfBatches(torch.utils.data.Sampler[list[int]]):
+    """Rank r's contiguous slice of each global batch, in the order one process sees them: together the ranks train
+    on exactly the one-process batches."""
+
+    def __init__(self, batches: torch.utils.data.BatchSampler, replicas: Replicas) -> None:
+        self.batches, self.replicas = batches, replicas
+
+    def __iter__(self):
+        r, w = self.replicas.rank, self.replicas.world
+        for batch in self.batches:
+            yield batch[len(batch) * r // w : len(batch) * (r + 1) // w]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclass
@@ -187,18 +214,23 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     quiet: bool = False,
     device: Device = CPU,
+    replicas: Replicas = Replicas(),
 ) -> dict:
-    """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
+    """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists.
+
+    With several `replicas`, each trains on its share of every global batch (gradients averaged by DDP); rank 0
+    alone evaluates and writes the checkpoint (the others' records have no AP)."""
     torch.set_num_threads(recipe.threads)
     if device.fast:
         keep_freed_memory()
     joints = len(data.train[0].keypoints)
-    model = build_model(genome, recipe, joints, device)
+    net = build_model(genome, recipe, joints, device)
+    model = DistributedDataParallel(net) if replicas.world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     cache = ImageCache()
     if recipe.loss not in LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
-    loss_fn = LOSSES[recipe.loss].loss
+    loss_fn, denominator = LOSSES[recipe.loss].loss, LOSSES[recipe.loss].denominator
     train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
     val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
     history: list[dict] = []
@@ -209,7 +241,7 @@ def train(
         state = torch.load(checkpoint, map_location=device.device, weights_only=True)
         if state["meta"] != _meta(genome, recipe, data):
             raise ValueError(f"{checkpoint} belongs to a different genome, recipe or data set; use another --out")
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):  # fp16's loss scale, so a resumed run does not search for it again
             scaler.load_state_dict(state["scaler"])
@@ -218,18 +250,15 @@ def train(
     per_epoch = math.ceil(len(train_set) / recipe.batch)
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
-    train_seconds = sum(h["train_seconds"] for h in history)
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         train_set.epoch = epoch
         order = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
+        batches = torch.utils.data.BatchSampler(
+            torch.utils.data.RandomSampler(train_set, generator=order), recipe.batch, len(train_set) > recipe.batch
+        )
         loader = torch.utils.data.DataLoader(
-            train_set,
-            batch_size=recipe.batch,
-            shuffle=True,
-            generator=order,
-            drop_last=len(train_set) > recipe.batch,
-            pin_memory=_pin(device),
+            train_set, batch_sampler=ShareOfBatches(batches, replicas), generator=order, pin_memory=_pin(device)
         )
         start, losses, seen = time.perf_counter(), [], 0
         for step, (images, targets, weights, _) in enumerate(loader):
@@ -237,6 +266,8 @@ def train(
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
             images, targets, weights = (t.to(device.device, non_blocking=True) for t in (images, targets, weights))
             loss = loss_fn(_forward(model, prepare_input(images, device.fast), device), targets, weights)
+            if replicas.world > 1:
+                loss = loss * _share(denominator(weights), replicas.world)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -247,14 +278,16 @@ def train(
             seen += len(images)
             progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
         seconds = time.perf_counter() - start
-        train_seconds += seconds
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
+        epoch_loss, seen = _sum_over_replicas(float(np.mean(losses)) / replicas.world, seen, replicas, device)
         eval_start = time.perf_counter()
-        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device)
+        stats = {}
+        if replicas.rank == 0:
+            stats = evaluate(net, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device)
         record = {
             "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
+            "loss": epoch_loss,
             **stats,
             "train_seconds": seconds,
             "eval_seconds": time.perf_counter() - eval_start,
@@ -263,17 +296,39 @@ def train(
         }
         history.append(record)
         progress.epoch(epoch, record, first_epoch)
-        if checkpoint is not None:
-            _save(checkpoint, model, optimizer, scaler, history, _meta(genome, recipe, data))
+        if checkpoint is not None and replicas.rank == 0:
+            _save(checkpoint, net, optimizer, scaler, history, _meta(genome, recipe, data))
         if on_epoch is not None:
             on_epoch(record)
+    return training_result(history, recipe.epochs)
+
+
+def training_result(history: list[dict], epochs: int) -> dict:
+    """What a training returns: the last epoch's metrics, the training seconds of all epochs and the history."""
     final = history[-1]
     return {
         **{k: final[k] for k in final if k not in {"epoch", "train_seconds", "eval_seconds", "images_per_second"}},
-        "epochs": recipe.epochs,
-        "train_seconds": train_seconds,
+        "epochs": epochs,
+        "train_seconds": sum(h["train_seconds"] for h in history),
         "history": history,
     }
+
+
+def _share(denominator: torch.Tensor, world: int) -> torch.Tensor:
+    """The factor that turns this rank's loss (an average over its own share) into its part of the global batch's
+    average, times `world`: DDP's gradient average over ranks is then the one-process gradient."""
+    total = denominator.detach().clone()
+    dist.all_reduce(total)
+    return world * denominator.detach() / total.clamp_min(1.0)
+
+
+def _sum_over_replicas(loss: float, seen: int, replicas: Replicas, device: Device) -> tuple[float, int]:
+    """The epoch's loss and image count summed over all replicas (the values themselves for one process)."""
+    if replicas.world == 1:
+        return loss, seen
+    both = torch.tensor([loss, float(seen)], dtype=torch.float64, device=device.device)  # nccl: on the GPU
+    dist.all_reduce(both)
+    return float(both[0]), int(both[1])
 
 
 def _forward(model: nn.Module, images: torch.Tensor, device: Device) -> torch.Tensor:

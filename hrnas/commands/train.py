@@ -4,6 +4,7 @@ hrnas train --arch litehrnet-18                       # synthetic default data
 hrnas train --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
 hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
 hrnas train --arch litehrnet-18 --device cuda:1 --amp bf16  # GPU 1, bfloat16 autocast
+hrnas train --arch litehrnet-18 --ddp 2 --threads 1 --out runs/a  # 2 Ray Train workers share each global batch
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
     p.add_argument("--out", default=None, help="folder for checkpoint.pt and result.json; an existing one resumes")
+    p.add_argument(
+        "--ddp",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel training on N Ray Train workers of --threads CPUs (one GPU each on CUDA) that split "
+        "each global --batch (a multiple of N); resumes from <out>/ray-train",
+    )
+    p.add_argument("--address", default=None, help="with --ddp: the Ray cluster to join (default: a local Ray)")
+    p.add_argument("--verbose", action="store_true", help="with --ddp: Ray's own log lines too")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
     return p
 
@@ -118,6 +129,12 @@ def train_command(args: argparse.Namespace) -> dict:
     genome = architecture_from_args(args)
     recipe = recipe_from_args(args)
     device = resolve_device(args.device, args.amp)
+    if args.ddp is not None:
+        from nas.ddp import check_ddp  # Ray is imported only for --ddp
+
+        check_ddp(args.ddp, recipe.batch, args.device, device)
+    elif args.address:
+        raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
     boxes = Path(args.val_boxes) if args.val_boxes else None
     if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
@@ -129,7 +146,14 @@ def train_command(args: argparse.Namespace) -> dict:
         f"skipped: train {data.skipped['train']}, val {data.skipped['val']}",
         file=sys.stderr,
     )
-    result = train(genome, data, recipe, out, device=device)
+    if args.ddp is None:
+        result = train(genome, data, recipe, out, device=device)
+    else:
+        from nas.ddp import ddp_job, train_on_ray
+
+        share = recipe.batch // args.ddp
+        print(f"data-parallel: {args.ddp} Ray Train workers, {share} images each per step", file=sys.stderr)
+        result = train_on_ray(ddp_job(genome, recipe, args, device), out, args.address, args.verbose)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(
         arch=args.arch,

@@ -20,3 +20,6 @@ def add_trial_resource_arguments(p: argparse.ArgumentParser, unit: str) -> None:
                    "(CUDA when it has a GPU share, default), cpu, cuda (its own GPU), mps")  # fmt: skip
     p.add_argument("--amp", default=DEFAULTS.amp, choices=AMPS, help="mixed precision: auto (bf16 on CUDA that "
                    "supports it, off on CPU; default), bf16, fp16 (CUDA, with a grad scaler), off")  # fmt: skip
+    p.add_argument("--ddp-per-trial", type=int, default=DEFAULTS.ddp_per_trial, metavar="N", help=f"train each "
+                   f"{unit} as N Ray Train workers of --cpus-per-trial CPUs that split each global --batch (default "
+                   "1: one process)")  # fmt: skip
