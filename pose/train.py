@@ -21,10 +21,11 @@ from torch import nn
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.annotation_index import indexed_people
 from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
-from pose.dataset import SHORT_AUGMENT, Augment, ImageCache, TopDownDataset
+from pose.dataset import SHORT_AUGMENT, Augment, CropCache, ImageCache, TopDownDataset
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.device import CPU, Device
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
+from pose.loading import DEFAULT_LOADING, EpochSampler, Loading, make_loader
 from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from search_space.genome import Genome
@@ -48,6 +49,7 @@ class Recipe:
     seed: int = 0
     threads: int = 2
     augment: Augment = SHORT_AUGMENT
+    max_steps: int | None = None  # stop each epoch after this many optimizer steps (scale checks); None: whole epochs
 
 
 @dataclass
@@ -125,12 +127,13 @@ def evaluate(
     decode: str = Recipe.decode,
     batch: int = 64,
     device: Device = CPU,
+    loader: torch.utils.data.DataLoader | None = None,
 ) -> dict:
     """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation), computed on
-    `device` (where the model is)."""
+    `device` (where the model is); batches from `loader` (over `dataset`, e.g. with workers) or the process itself."""
     model.eval()
     predictions = []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, pin_memory=_pin(device))
+    loader = loader or make_loader(dataset, EpochSampler(len(dataset), shuffle=False), batch, 0, device)
     to_heatmaps = LOSSES[loss].to_heatmaps
     for images, _, _, index in loader:
         inputs = prepare_input(images.to(device.device, non_blocking=True), device.fast)
@@ -187,20 +190,25 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     quiet: bool = False,
     device: Device = CPU,
+    loading: Loading = DEFAULT_LOADING,
 ) -> dict:
-    """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists."""
+    """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists.
+    `loading` sets the worker processes and cache budgets (it changes the speed and memory, not the result)."""
     torch.set_num_threads(recipe.threads)
     if device.fast:
         keep_freed_memory()
     joints = len(data.train[0].keypoints)
     model = build_model(genome, recipe, joints, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    cache = ImageCache()
+    workers = loading.worker_count(recipe.threads)
+    cache = ImageCache(loading.image_share(workers))
     if recipe.loss not in LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
     loss_fn = LOSSES[recipe.loss].loss
     train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
-    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
+    val_set = TopDownDataset(
+        data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=CropCache(loading.crop_share(workers))
+    )
     history: list[dict] = []
     first_epoch = 0
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
@@ -212,23 +220,19 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         history = json.loads(state["history"])
         first_epoch = len(history)
-    per_epoch = math.ceil(len(train_set) / recipe.batch)
+    per_epoch = min(math.ceil(len(train_set) / recipe.batch), recipe.max_steps or math.inf)
+    limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
+    sampler = EpochSampler(len(train_set), shuffle=True, seed=recipe.seed, limit=limit)
+    drop_last = len(train_set) > recipe.batch
+    loader = make_loader(train_set, sampler, recipe.batch, workers, device, drop_last, recipe.seed, first_epoch)
+    val_loader = make_loader(val_set, EpochSampler(len(val_set), False), 64, workers, device, False, recipe.seed)
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     train_seconds = sum(h["train_seconds"] for h in history)
     scaler = device.grad_scaler()
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
-        train_set.epoch = epoch
-        order = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(
-            train_set,
-            batch_size=recipe.batch,
-            shuffle=True,
-            generator=order,
-            drop_last=len(train_set) > recipe.batch,
-            pin_memory=_pin(device),
-        )
+        sampler.set_epoch(epoch)
         start, losses, seen = time.perf_counter(), [], 0
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
@@ -249,7 +253,8 @@ def train(
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
         eval_start = time.perf_counter()
-        stats = evaluate(model, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device)
+        scoring = (recipe.flip_test, recipe.loss, recipe.decode)
+        stats = evaluate(model, val_set, data.val_coco, *scoring, device=device, loader=val_loader)
         record = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -278,11 +283,6 @@ def _forward(model: nn.Module, images: torch.Tensor, device: Device) -> torch.Te
     follow stay in float32 (a no-op without AMP)."""
     with device.autocast():
         return model(images).float()
-
-
-def _pin(device: Device) -> bool:
-    """Page-locked batches, so that their copies to a CUDA device overlap the computation."""
-    return device.device.type == "cuda"
 
 
 def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:
