@@ -151,13 +151,21 @@ def evaluate(
 
 
 class Progress:
-    """One line per epoch on stderr with loss, AP and an ETA; a bar within the epoch when on a terminal."""
+    """One line per epoch on stderr with loss, AP and an ETA; a bar within the epoch when on a terminal. The first
+    step also prints FIRST_STEP (bench/scale.py times a trial's start-up by it)."""
+
+    FIRST_STEP = "first training step done"
 
     def __init__(self, epochs: int, quiet: bool = False) -> None:
-        self.epochs, self.quiet, self.start = epochs, quiet, time.perf_counter()
+        self.epochs, self.quiet, self.start, self.stepped = epochs, quiet, time.perf_counter(), False
 
     def step(self, epoch: int, done: int, total: int, loss: float) -> None:
-        if self.quiet or not sys.stderr.isatty():
+        if self.quiet:
+            return
+        if not self.stepped:
+            self.stepped = True
+            print(f"  {self.FIRST_STEP} ({time.perf_counter() - self.start:.1f} s after the model)", file=sys.stderr)
+        if not sys.stderr.isatty():
             return
         width = 30
         fill = int(width * done / total)
