@@ -274,8 +274,10 @@ def main(argv: list[str] | None = None) -> None:
                 "data_img_s": round(data, 1),
                 "load_before": round(load, 2),
                 "ap": history["ap"],
+                "load_after": round(os.getloadavg()[0], 2),
             }
         )
+        print(f"    {json.dumps(rows[-1])}", file=sys.stderr, flush=True)  # each trial's figures as soon as known
     torch.set_num_threads(args.threads)
     joints = len(people[0].keypoints)
     model = model_step_rate(args.arch, input_hw, args.batch, 5, joints)
