@@ -151,19 +151,24 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
+def pss(pid: int) -> int:
+    """Bytes of PSS of one process (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def tree_pss(pid: int) -> int:
     """Bytes of PSS of a process and all its descendants (0 for processes gone meanwhile)."""
     tree, total, todo = _children(), 0, [pid]
     while todo:
         current = todo.pop()
         todo += tree.get(current, [])
-        try:
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            continue
+        total += pss(current)
     return total
 
 
@@ -187,16 +192,17 @@ def run_trial(command: list[str], env: dict[str, str]) -> dict:
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    peak = 0
+    peak = peak_main = 0
     while process.poll() is None:
-        peak = max(peak, tree_pss(process.pid))
+        peak, peak_main = max(peak, tree_pss(process.pid)), max(peak_main, pss(process.pid))
         time.sleep(0.2)
     out = process.stdout.read()
     reader.join(timeout=5)
     if process.returncode != 0:
         raise RuntimeError(f"trial failed ({process.returncode}): {''.join(err_lines)[-3000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
-    return {**marks, "peak_bytes": peak, "wall_s": time.perf_counter() - start, "summary": summary}
+    wall = time.perf_counter() - start
+    return {**marks, "peak_bytes": peak, "peak_main_bytes": peak_main, "wall_s": wall, "summary": summary}
 
 
 def loader_rate(people, input_hw, batch: int, workers: int, batches: int) -> float:
@@ -269,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
                 "startup_s": round(trial["startup_s"], 1),
                 "data_loaded_s": round(trial["data_s"], 1),
                 "peak_gib": round(trial["peak_bytes"] / GIB, 2),
+                "peak_main_gib": round(trial["peak_main_bytes"] / GIB, 2),  # the training process alone
                 "trial_wall_s": round(trial["wall_s"], 1),
                 "trial_train_img_s": round(steps * args.batch / history["train_seconds"], 1),
                 "data_img_s": round(data, 1),
@@ -296,7 +303,8 @@ def report(args, rows: list[dict], model: float, build_s: float, reuse_s: float,
     print(f"set generated/reused in {generate_s:.1f} s; annotation index built in {build_s:.1f} s, ", end="")
     print(f"reused in {reuse_s:.1f} s (every trial reuses it)")
     print(f"model step (forward + backward + Adam, ready batches): {model:.1f} img/s\n")
-    print(f"{'workers':>7} {'start-up':>9} {'peak PSS':>9} {'trial train':>12} {'data alone':>11} {'load':>5}  targets")
+    print(f"{'workers':>7} {'start-up':>9} {'peak PSS':>9} {'(trainer)':>9} ", end="")
+    print(f"{'trial train':>12} {'data alone':>11} {'load':>5}  targets")
     for r in rows:
         checks = [
             f"start-up <= {TARGETS['startup_s']:.0f} s {verdict(r['startup_s'] <= TARGETS['startup_s'])}",
@@ -305,7 +313,8 @@ def report(args, rows: list[dict], model: float, build_s: float, reuse_s: float,
         if r["workers"] == 2:
             checks.append(f"data >= model {verdict(r['data_img_s'] >= model)}")
         print(
-            f"{r['workers']:>7} {r['startup_s']:>7.1f} s {r['peak_gib']:>5.2f} GiB {r['trial_train_img_s']:>6.1f} img/s"
+            f"{r['workers']:>7} {r['startup_s']:>7.1f} s {r['peak_gib']:>5.2f} GiB {r['peak_main_gib']:>5.2f} GiB"
+            f" {r['trial_train_img_s']:>6.1f} img/s"
             f" {r['data_img_s']:>5.0f} img/s {r['load_before']:>5.2f}  {'; '.join(checks)}"
         )
 
