@@ -2,7 +2,7 @@
 ablation row with `--ddp-per-trial N`, whose Tune trial drives the Ray Train run).
 
 N TorchTrainer workers (gloo on CPU, nccl on CUDA, one GPU each) train one model: rank r takes its slice of every
-global batch, in the order one process would see them (pose.train.ShareOfBatches), and DDP averages the gradients.
+global batch, in the order one process would see them (pose.loading.ShareOfBatches), and DDP averages the gradients.
 Rank 0 alone evaluates and reports a checkpoint after every epoch; Ray Train keeps it under <out>/ray-train, so
 rerunning the same command resumes from the latest one. The last checkpoint is also copied to <out>/checkpoint.pt,
 where `hrnas evaluate` and `hrnas export` find it. Rank 0's progress lines reach this console through a Ray queue
@@ -37,7 +37,8 @@ from nas.trial import recipe_from_config
 from nas.tune_run import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config
 from pose.coco import absolute_data, parse_data
 from pose.device import Device
-from pose.train import Recipe, Replicas, load_data, train, training_result
+from pose.loading import DEFAULT_LOADING, Loading, Replicas
+from pose.train import Recipe, load_data, train, training_result
 from search_space.genome import Genome
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # torch.distributed backend per device type
@@ -67,6 +68,7 @@ class DdpJob:
     device: Device
     workers: int
     verbose: bool = False
+    loading: Loading = DEFAULT_LOADING  # each rank's data workers and cache budgets
 
 
 def check_ddp(workers: int, batch: int, device_arg: str, device: Device) -> None:
@@ -253,10 +255,10 @@ def train_worker(config: dict) -> None:
         genome = Genome.from_compact(job.genome)
         quiet = replicas.rank != 0 or console is None
         with redirect_stderr(sys.stderr if quiet else QueueWriter(console)):
-            train(genome, data, recipe, Path(tmp), report, quiet=quiet, device=device, replicas=replicas)
+            train(genome, data, recipe, Path(tmp), report, quiet, device, replicas=replicas, loading=job.loading)
 
 
-def ddp_job(genome: Genome, recipe: Recipe, args, device: Device) -> DdpJob:
+def ddp_job(genome: Genome, recipe: Recipe, args, device: Device, loading: Loading = DEFAULT_LOADING) -> DdpJob:
     """The job of `hrnas train --ddp N` from its parsed arguments."""
     return DdpJob(
         genome.compact(),
@@ -268,4 +270,5 @@ def ddp_job(genome: Genome, recipe: Recipe, args, device: Device) -> DdpJob:
         device,
         args.ddp,
         args.verbose,
+        loading,
     )

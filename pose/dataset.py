@@ -1,4 +1,5 @@
-"""Top-down person crops with augmentation and heatmap targets; decoded images and eval crops are cached."""
+"""Top-down person crops with augmentation and heatmap targets; decoded images and eval crops are cached, each
+cache within a byte limit (defaults in pose.loading)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pose.coco import DataError, Person
 from pose.geometry import UPPER_BODY, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
+from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES
 from pose.targets import default_sigma, gaussian_heatmaps
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
@@ -39,7 +41,7 @@ AUGMENTATIONS: dict[str, Augment] = {"published": Augment(), "short": SHORT_AUGM
 class ImageCache:
     """Decoded RGB images kept in memory, least recently used dropped past `max_bytes`."""
 
-    def __init__(self, max_bytes: int = 2 * 2**30) -> None:
+    def __init__(self, max_bytes: int = IMAGE_CACHE_BYTES) -> None:
         self.max_bytes, self.bytes = max_bytes, 0
         self.images: OrderedDict[Path, Image.Image] = OrderedDict()
 
@@ -62,6 +64,24 @@ class ImageCache:
         return image
 
 
+class CropCache:
+    """Validation crops as uint8 pixels (a quarter of float32's bytes), kept while they fit in `max_bytes`; the
+    rest are recomputed. Validation reads the persons in the same order every epoch, and for such a cyclic scan
+    keeping the first crops that fit beats least-recently-used, which would evict each crop just before its reuse."""
+
+    def __init__(self, max_bytes: int = CROP_CACHE_BYTES) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.crops: dict[int, np.ndarray] = {}
+
+    def get(self, i: int) -> np.ndarray | None:
+        return self.crops.get(i)
+
+    def put(self, i: int, pixels: np.ndarray) -> None:
+        if i not in self.crops and self.bytes + pixels.nbytes <= self.max_bytes:
+            self.crops[i] = pixels
+            self.bytes += pixels.nbytes
+
+
 def crop(image: Image.Image, matrix: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
     """Warp with the forward 2x3 matrix into an (H, W, 3) uint8 crop (bilinear, black outside)."""
     inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
@@ -76,7 +96,8 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
 
 
 class TopDownDataset(torch.utils.data.Dataset):
-    """Person i -> (image (3,H,W), heatmaps (J,h,w), weights (J,), index). Augmentation is seeded per (epoch, i)."""
+    """Person i, or (epoch, i) -> (image (3,H,W), heatmaps (J,h,w), weights (J,), i). Augmentation is seeded per
+    (seed, epoch, i), so it does not matter which process computes a crop; a bare i uses `self.epoch`."""
 
     def __init__(
         self,
@@ -87,6 +108,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         seed: int = 0,
         cache: ImageCache | None = None,
         sigma: float | None = None,
+        crops: CropCache | None = None,
     ) -> None:
         self.people, self.input_hw, self.train = people, input_hw, train
         self.augment = augment if train else NO_AUGMENT
@@ -96,7 +118,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.sigma = sigma or default_sigma(self.heatmap_wh)
         self.joints = len(people[0].keypoints) if people else 17
         self.flip_perm = flip_permutation(self.joints)
-        self._eval_crops: dict[int, torch.Tensor] = {}
+        self.crops = crops or CropCache()  # validation crops only
 
     def __len__(self) -> int:
         return len(self.people)
@@ -131,20 +153,20 @@ class TopDownDataset(torch.utils.data.Dataset):
         box = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
         return box_to_center_scale(box, aspect, padding=1.5)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        epoch, i = item if isinstance(item, tuple) else (self.epoch, item)
         person = self.people[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         center, size, rotation, flip = self.window(i, rng)
         matrix = affine_matrix(center, size, rotation, (self.input_hw[1], self.input_hw[0]))
-        if not self.train and i in self._eval_crops:
-            image = self._eval_crops[i]
-        else:
+        pixels = None if self.train else self.crops.get(i)
+        if pixels is None:
             pixels = crop(self.cache.get(person.image), matrix, self.input_hw)
             if flip:
                 pixels = pixels[:, ::-1]
-            image = to_tensor(pixels)
             if not self.train:
-                self._eval_crops[i] = image
+                self.crops.put(i, pixels)
+        image = to_tensor(pixels)
         joints = apply_affine(person.keypoints[:, :2].astype(np.float64), matrix)
         visible = person.keypoints[:, 2].copy()
         if flip:

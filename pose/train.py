@@ -23,10 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.annotation_index import indexed_people
 from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
-from pose.dataset import SHORT_AUGMENT, Augment, ImageCache, TopDownDataset
+from pose.dataset import SHORT_AUGMENT, Augment, CropCache, ImageCache, TopDownDataset
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.device import CPU, Device
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
+from pose.loading import ALONE, DEFAULT_LOADING, EpochSampler, Loading, Replicas, make_loader
 from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from search_space.genome import Genome
@@ -50,31 +51,7 @@ class Recipe:
     seed: int = 0
     threads: int = 2
     augment: Augment = SHORT_AUGMENT
-
-
-@dataclass(frozen=True)
-class Replicas:
-    """This process's place in a data-parallel training: rank `rank` of `world` processes that train one model on
-    shares of each global batch (torch.distributed is initialised by the caller, e.g. nas.ddp). Default: alone."""
-
-    rank: int = 0
-    world: int = 1
-
-
-class ShareOfBatches(torch.utils.data.Sampler[list[int]]):
-    """Rank r's contiguous slice of each global batch, in the order one process sees them: together the ranks train
-    on exactly the one-process batches."""
-
-    def __init__(self, batches: torch.utils.data.BatchSampler, replicas: Replicas) -> None:
-        self.batches, self.replicas = batches, replicas
-
-    def __iter__(self):
-        r, w = self.replicas.rank, self.replicas.world
-        for batch in self.batches:
-            yield batch[len(batch) * r // w : len(batch) * (r + 1) // w]
-
-    def __len__(self) -> int:
-        return len(self.batches)
+    max_steps: int | None = None  # stop each epoch after this many optimizer steps (scale checks); None: whole epochs
 
 
 @dataclass
@@ -152,12 +129,13 @@ def evaluate(
     decode: str = Recipe.decode,
     batch: int = 64,
     device: Device = CPU,
+    loader: torch.utils.data.DataLoader | None = None,
 ) -> dict:
     """COCOeval keypoint stats of the model on the dataset's persons (their boxes, no augmentation), computed on
-    `device` (where the model is)."""
+    `device` (where the model is); batches from `loader` (over `dataset`, e.g. with workers) or the process itself."""
     model.eval()
     predictions = []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, pin_memory=_pin(device))
+    loader = loader or make_loader(dataset, EpochSampler(len(dataset), shuffle=False), batch, 0, device)
     to_heatmaps = LOSSES[loss].to_heatmaps
     for images, _, _, index in loader:
         inputs = prepare_input(images.to(device.device, non_blocking=True), device.fast)
@@ -175,13 +153,21 @@ def evaluate(
 
 
 class Progress:
-    """One line per epoch on stderr with loss, AP and an ETA; a bar within the epoch when on a terminal."""
+    """One line per epoch on stderr with loss, AP and an ETA; a bar within the epoch when on a terminal. The first
+    step also prints FIRST_STEP (bench/scale.py times a trial's start-up by it)."""
+
+    FIRST_STEP = "first training step done"
 
     def __init__(self, epochs: int, quiet: bool = False) -> None:
-        self.epochs, self.quiet, self.start = epochs, quiet, time.perf_counter()
+        self.epochs, self.quiet, self.start, self.stepped = epochs, quiet, time.perf_counter(), False
 
     def step(self, epoch: int, done: int, total: int, loss: float) -> None:
-        if self.quiet or not sys.stderr.isatty():
+        if self.quiet:
+            return
+        if not self.stepped:
+            self.stepped = True
+            print(f"  {self.FIRST_STEP} ({time.perf_counter() - self.start:.1f} s after the model)", file=sys.stderr)
+        if not sys.stderr.isatty():
             return
         width = 30
         fill = int(width * done / total)
@@ -214,12 +200,14 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     quiet: bool = False,
     device: Device = CPU,
-    replicas: Replicas = Replicas(),
+    replicas: Replicas = ALONE,
+    loading: Loading = DEFAULT_LOADING,
 ) -> dict:
     """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists.
 
-    With several `replicas`, each trains on its share of every global batch (gradients averaged by DDP); rank 0
-    alone evaluates and writes the checkpoint (the others' records have no AP)."""
+    `loading` sets the worker processes and cache budgets (it changes the speed and memory, not the result). With
+    several `replicas`, each trains on its share of every global batch (gradients averaged by DDP); rank 0 alone
+    evaluates and writes the checkpoint (the others' records have no AP)."""
     torch.set_num_threads(recipe.threads)
     if device.fast:
         keep_freed_memory()
@@ -227,12 +215,15 @@ def train(
     net = build_model(genome, recipe, joints, device)
     model = DistributedDataParallel(net) if replicas.world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    cache = ImageCache()
+    workers = loading.worker_count(recipe.threads, device)
+    cache = ImageCache(loading.image_share(workers))
     if recipe.loss not in LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
     loss_fn, denominator = LOSSES[recipe.loss].loss, LOSSES[recipe.loss].denominator
     train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
-    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
+    val_set = TopDownDataset(
+        data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=CropCache(loading.crop_share(workers))
+    )
     history: list[dict] = []
     first_epoch = 0
     scaler = device.grad_scaler()
@@ -247,19 +238,19 @@ def train(
             scaler.load_state_dict(state["scaler"])
         history = json.loads(state["history"])
         first_epoch = len(history)
-    per_epoch = math.ceil(len(train_set) / recipe.batch)
+    per_epoch = min(math.ceil(len(train_set) / recipe.batch), recipe.max_steps or math.inf)
+    limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
+    sampler = EpochSampler(len(train_set), shuffle=True, seed=recipe.seed, limit=limit)
+    drop_last = len(train_set) > recipe.batch
+    loader = make_loader(
+        train_set, sampler, recipe.batch, workers, device, drop_last, recipe.seed, first_epoch, replicas
+    )
+    val_loader = make_loader(val_set, EpochSampler(len(val_set), False), 64, workers, device, False, recipe.seed)
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
-        train_set.epoch = epoch
-        order = torch.Generator().manual_seed(recipe.seed * 1000 + epoch)
-        batches = torch.utils.data.BatchSampler(
-            torch.utils.data.RandomSampler(train_set, generator=order), recipe.batch, len(train_set) > recipe.batch
-        )
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_sampler=ShareOfBatches(batches, replicas), generator=order, pin_memory=_pin(device)
-        )
+        sampler.set_epoch(epoch)
         start, losses, seen = time.perf_counter(), [], 0
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
@@ -284,7 +275,8 @@ def train(
         eval_start = time.perf_counter()
         stats = {}
         if replicas.rank == 0:
-            stats = evaluate(net, val_set, data.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device)
+            scoring = (recipe.flip_test, recipe.loss, recipe.decode)
+            stats = evaluate(net, val_set, data.val_coco, *scoring, device=device, loader=val_loader)
         record = {
             "epoch": epoch + 1,
             "loss": epoch_loss,
@@ -336,11 +328,6 @@ def _forward(model: nn.Module, images: torch.Tensor, device: Device) -> torch.Te
     follow stay in float32 (a no-op without AMP)."""
     with device.autocast():
         return model(images).float()
-
-
-def _pin(device: Device) -> bool:
-    """Page-locked batches, so that their copies to a CUDA device overlap the computation."""
-    return device.device.type == "cuda"
 
 
 def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:

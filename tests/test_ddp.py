@@ -31,7 +31,8 @@ from torch import nn
 import pose.train as pose_train
 from nas.ddp import raise_input_error
 from pose.coco import parse_data
-from pose.train import Replicas, ShareOfBatches, load_data, train
+from pose.loading import Replicas, ShareOfBatches
+from pose.train import load_data, train
 from tests.scripts import run_script
 from tests.test_ablation import TINY as TINY_TABLE
 from tests.test_training import MINI_DATA, RECIPE, ROOT, TINY

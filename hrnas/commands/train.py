@@ -5,6 +5,7 @@ hrnas train --arch ditehrnet-18 --data /data/coco --input 256x192 --epochs 20
 hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
 hrnas train --arch litehrnet-18 --device cuda:1 --amp bf16  # GPU 1, bfloat16 autocast
 hrnas train --arch litehrnet-18 --ddp 2 --threads 1 --out runs/a  # 2 Ray Train workers share each global batch
+hrnas train --arch litehrnet-18 --data /data/coco --input 256x192 --epochs 1 --max-steps 300 --workers 2  # scale check
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
 from pose.device import AMPS, DEVICES, resolve_device
+from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES, MIB, Loading
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
 from search_space.complexity import parse_input_size
@@ -69,6 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
     p.add_argument("--threads", type=int, default=DEFAULT.threads)
     p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop each epoch after this many optimizer steps, for scale checks (default: whole epochs)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data loading worker processes (default: --threads minus one; none when training on 2 CPUs or fewer)",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=int,
+        default=IMAGE_CACHE_BYTES // MIB,
+        help=f"decoded-image cache of the whole run, shared by its workers (default {IMAGE_CACHE_BYTES // MIB})",
+    )
+    p.add_argument(
+        "--crop-cache-mb",
+        type=int,
+        default=CROP_CACHE_BYTES // MIB,
+        help=f"validation crops kept as uint8 between epochs, the rest recomputed (default {CROP_CACHE_BYTES // MIB})",
+    )
+    p.add_argument(
         "--device",
         default="auto",
         help=f"{' | '.join(DEVICES)} (default auto: the first CUDA device if there is one, else the CPU)",
@@ -115,19 +141,28 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         sigma=args.sigma,
         augment=AUGMENTATIONS[args.augment],
         decode=args.decode,
+        max_steps=args.max_steps,
     )
     if recipe.sigma is not None and recipe.sigma <= 0:
         raise ValueError(f"--sigma must be positive, got {recipe.sigma}")
-    for name in ("epochs", "batch", "threads"):
-        if getattr(recipe, name) < 1:
-            raise ValueError(f"--{name} must be at least 1")
+    for name in ("epochs", "batch", "threads", "max_steps"):
+        if getattr(recipe, name) is not None and getattr(recipe, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     return recipe
+
+
+def loading_from_args(args: argparse.Namespace) -> Loading:
+    for name in ("workers", "cache_mb", "crop_cache_mb"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 or more")
+    return Loading(args.workers, args.cache_mb * MIB, args.crop_cache_mb * MIB)
 
 
 def train_command(args: argparse.Namespace) -> dict:
     """Check every input (the output folder included), then train, print the metrics and return the summary."""
     genome = architecture_from_args(args)
     recipe = recipe_from_args(args)
+    loading = loading_from_args(args)
     device = resolve_device(args.device, args.amp)
     if args.ddp is not None:
         from nas.ddp import check_ddp  # Ray is imported only for --ddp
@@ -147,13 +182,13 @@ def train_command(args: argparse.Namespace) -> dict:
         file=sys.stderr,
     )
     if args.ddp is None:
-        result = train(genome, data, recipe, out, device=device)
+        result = train(genome, data, recipe, out, device=device, loading=loading)
     else:
         from nas.ddp import ddp_job, train_on_ray
 
         share = recipe.batch // args.ddp
         print(f"data-parallel: {args.ddp} Ray Train workers, {share} images each per step", file=sys.stderr)
-        result = train_on_ray(ddp_job(genome, recipe, args, device), out, args.address, args.verbose)
+        result = train_on_ray(ddp_job(genome, recipe, args, device, loading), out, args.address, args.verbose)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(
         arch=args.arch,
