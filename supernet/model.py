@@ -148,6 +148,10 @@ class SuperNet(nn.Module):
         subnet.skeleton.train(self.training)
         return functional_call(subnet.skeleton, self.parameters_of(genome, subnet), (x,))
 
+    def network(self, genome: Genome) -> GenomeNet:
+        """The genome's subnet as a module that computes `self(genome, x)` (for `supernet.calibrate`)."""
+        return GenomeNet(self, genome)
+
     @torch.no_grad()
     def extract(self, genome: Genome) -> PoseNet:
         """The zoo's standalone `PoseNet(genome.resolve(joints))` with copies of the shared slices and of the
@@ -160,6 +164,21 @@ class SuperNet(nn.Module):
             model = PoseNet(genome.resolve(self.joints))
         model.load_state_dict(state, strict=True, assign=True)
         return model
+
+
+class GenomeNet(nn.Module):
+    """One genome of a supernet as a module: `forward(x)` is `supernet(genome, x)`. The supernet and the genome's
+    skeleton are its submodules, so `.train()`/`.eval()` switch the supernet and its BatchNorm layers are the
+    subnet's own."""
+
+    def __init__(self, supernet: SuperNet, genome: Genome) -> None:
+        super().__init__()
+        self.genome = genome
+        self.supernet = supernet
+        self.skeleton = supernet.subnet(genome).skeleton
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(self.genome, x)
 
 
 def _materialise_buffers(module: nn.Module, device: torch.device) -> None:
