@@ -41,8 +41,8 @@ class Subnet:
     """A genome's skeleton: PoseNet's modules with parameters on the meta device (never used: `SuperNet.forward`
     passes the slices) and its own BatchNorm running statistics on the supernet's device."""
 
-    def __init__(self, genome: Genome, skeleton: PoseNet, takes: tuple[_Take, ...]) -> None:
-        self.genome, self.skeleton, self.takes = genome, skeleton, takes
+    def __init__(self, genome: Genome, skeleton: PoseNet, takes: tuple[_Take, ...], fast: bool) -> None:
+        self.genome, self.skeleton, self.takes, self.fast = genome, skeleton, takes, fast
 
     def buffers(self) -> dict[str, torch.Tensor]:
         return dict(self.skeleton.named_buffers())
@@ -73,7 +73,7 @@ class SuperNet(nn.Module):
         self.shared = nn.ParameterDict(
             {_key(name): nn.Parameter(tensor) for name, tensor in _initial_values(union, seed).items()}
         )
-        self._subnets: OrderedDict[tuple[str, bool], Subnet] = OrderedDict()
+        self._subnets: OrderedDict[tuple[str, bool, str], Subnet] = OrderedDict()
 
     # ---- genomes ------------------------------------------------------------------------------------------
     def check(self, genome: Genome) -> None:
@@ -85,10 +85,10 @@ class SuperNet(nn.Module):
         return self.shared[_key(name)]
 
     def subnet(self, genome: Genome) -> Subnet:
-        """The genome's skeleton (memoised, the `cache_size` most recently used; an evicted one loses its BatchNorm
-        statistics)."""
+        """The genome's skeleton for the supernet's device and layout (memoised, the `cache_size` most recently
+        used; an evicted one loses its BatchNorm statistics)."""
         fast = self.channels_last
-        cache_key = (genome.compact(), fast)
+        cache_key = (genome.compact(), fast, str(self.device))  # a subnet's statistics belong to one layout
         found = self._subnets.get(cache_key)
         if found is not None:
             self._subnets.move_to_end(cache_key)
@@ -106,12 +106,15 @@ class SuperNet(nn.Module):
         _materialise_buffers(skeleton, self.device)
         prepare_for_training(skeleton, fast=fast)  # the dynamic kernels' formulation for the layout
         skeleton.train(self.training)
+        return Subnet(genome, skeleton, self._takes(genome, skeleton), fast)
+
+    def _takes(self, genome: Genome, network: PoseNet) -> tuple[_Take, ...]:
         takes = []
-        for name, param in skeleton.named_parameters():
+        for name, param in network.named_parameters():
             if name not in self.shapes:
                 raise SharingError(f"parameter {name} of genome {genome.compact()} is not in the supernet")
             takes.append(_Take(name, _key(name), slices(self.shapes[name], tuple(param.shape))))
-        return Subnet(genome, skeleton, tuple(takes))
+        return tuple(takes)
 
     @property
     def device(self) -> torch.device:
@@ -132,11 +135,10 @@ class SuperNet(nn.Module):
         """The genome's parameters as slices of the shared tensors (differentiable views; a 4-D slice of a
         channels-last tensor is made channels-last-dense, as the fast paths expect)."""
         subnet = subnet or self.subnet(genome)
-        fast = self.channels_last
         out = {}
         for take in subnet.takes:
             tensor = self.shared[take.key][take.index]
-            if fast and tensor.dim() == CHANNELS_LAST_RANK:
+            if subnet.fast and tensor.dim() == CHANNELS_LAST_RANK:
                 tensor = tensor.contiguous(memory_format=torch.channels_last)
             out[take.name] = tensor
         return out
@@ -154,14 +156,19 @@ class SuperNet(nn.Module):
 
     @torch.no_grad()
     def extract(self, genome: Genome) -> PoseNet:
-        """The zoo's standalone `PoseNet(genome.resolve(joints))` with copies of the shared slices and of the
-        subnet's BatchNorm statistics, on the supernet's device (contiguous NCHW weights, train mode: prepare it
-        as any fresh PoseNet)."""
-        subnet = self.subnet(genome)
-        state = {name: t.clone(memory_format=torch.contiguous_format) for name, t in self.parameters_of(genome).items()}
-        state.update({name: b.clone() for name, b in subnet.buffers().items()})
+        """The zoo's standalone `PoseNet(genome.resolve(joints))` with copies of the shared slices, on the
+        supernet's device (contiguous NCHW weights, train mode: prepare it as any fresh PoseNet). Its BatchNorm
+        statistics are a copy of the subnet's where the supernet holds that subnet (it ran recently), else reset
+        ones (mean 0, variance 1): calibrate it before scoring (`supernet.calibrate`)."""
+        self.check(genome)
         with torch.device("meta"):
             model = PoseNet(genome.resolve(self.joints))
+        _materialise_buffers(model, self.device)
+        subnet = self._subnets.get((genome.compact(), self.channels_last, str(self.device)))
+        takes = subnet.takes if subnet is not None else self._takes(genome, model)
+        state = {t.name: self.shared[t.key][t.index].clone(memory_format=torch.contiguous_format) for t in takes}
+        buffers = subnet.buffers() if subnet is not None else dict(model.named_buffers())
+        state.update({name: b.clone() for name, b in buffers.items()})
         model.load_state_dict(state, strict=True, assign=True)
         return model
 

@@ -35,6 +35,15 @@ TINY_SPACE = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small batches: a second thread only contends on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_space():
     return SearchSpace.from_dict(TINY_SPACE)
@@ -172,7 +181,7 @@ def test_extracted_network_computes_the_supernets_output(tiny_space, tiny_supern
 def test_extraction_on_the_default_space(default_union):
     space = SearchSpace.from_file(DEFAULT_SPACE)
     supernet = prepare_for_training(SuperNet(space, shapes=default_union), fast=True)
-    genomes = [load_preset(p) for p in ("litehrnet-18", "ditehrnet-18")]
+    genomes = [load_preset(p) for p in LITE_DITE]
     samples = list(space.samples())
     genomes += [space.genome(s) for s in random.Random(1).sample(samples, 40) if _valid(space, s)][:2]
     for genome in genomes:
