@@ -45,6 +45,7 @@ class Part:
     place: str = ""  # where PoseNet keeps it: a key of PLACES ("" for a piece of another part)
     branch: int | None = None
     pieces: tuple[Part, ...] = ()
+    assemble: Callable[[list[nn.Module]], nn.Module] | None = None  # puts the built pieces together (see `assembled`)
 
 
 def _call(module: nn.Module, x: Any) -> Any:
@@ -60,7 +61,7 @@ def assembled(key: Hashable, pieces: Sequence[Part], assemble: Callable[[list[nn
     no computation (only containers, and glue such as splits and shuffles that no convention counts). Its cost is
     the sum of its pieces' costs, each run after the previous one; a piece shared by many parts is counted once."""
     pieces = tuple(pieces)
-    return Part(key, partial(_build_pieces, assemble, pieces), _call, pieces=pieces)
+    return Part(key, partial(_build_pieces, assemble, pieces), _call, pieces=pieces, assemble=assemble)
 
 
 def _per_branch_layers(blocks: int, modules: list[nn.Module]) -> nn.Module:
@@ -200,7 +201,9 @@ class PoseNet(nn.Module):
     (`search_space.complexity`) and the whole network can never differ in structure.
     """
 
-    def __init__(self, spec: NetworkSpec) -> None:
+    def __init__(self, spec: NetworkSpec, modules: Sequence[nn.Module] | None = None) -> None:
+        """`modules`: one module per part of `network_parts(spec)`, placed instead of building the parts (a supernet
+        reads where PoseNet puts each part, and so the parameter names, from stand-ins)."""
         super().__init__()
         self.spec = spec
         self.add_module("stem", None)  # registered now to keep the submodule (and state_dict) order
@@ -208,8 +211,11 @@ class PoseNet(nn.Module):
         self.stages = nn.ModuleList()
         self.add_module("head_layer", None)
         self.add_module("keypoint_head", None)
-        for part in network_parts(spec):
-            PLACES[part.place](self, part.build())
+        parts = network_parts(spec)
+        if modules is None:
+            modules = [part.build() for part in parts]
+        for part, module in zip(parts, modules, strict=True):
+            PLACES[part.place](self, module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.stem(x)]

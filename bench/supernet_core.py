@@ -1,0 +1,88 @@
+"""The supernet core's figures: the union of a space's parameters, a supernet step against the standalone step of
+the same genome, and the time to score a genome (BatchNorm calibration + evaluation as train.py scores).
+
+python bench/supernet_core.py                                   # default space, litehrnet-18 and ditehrnet-18
+python bench/supernet_core.py --arch litehrnet-30 --iters 5 --calibration 256
+
+One thread (the issue's setting), CPU fast paths, batch 32 at 128x96 for the steps (forward + backward; the
+standalone and supernet steps alternate, so both see the same machine load; medians), the synthetic default's
+validation split for the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from blocks.network import PoseNet, keep_freed_memory, prepare_for_training, prepare_input
+from pose.train import Recipe, load_data
+from search_space.presets import load_preset
+from search_space.space import DEFAULT_SPACE, SearchSpace
+from supernet.model import SuperNet
+from supernet.score import score, scoring_set
+from supernet.sharing import shared_shapes
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default=str(DEFAULT_SPACE))
+    parser.add_argument("--arch", action="append", help="preset(s) of the space (default litehrnet-18, ditehrnet-18)")
+    parser.add_argument("--iters", type=int, default=3, help="timed steps per configuration (after one warm-up)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--calibration", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    space = SearchSpace.from_file(args.space)
+    start = time.perf_counter()
+    genomes = list(space.valid_genomes())
+    listed = time.perf_counter() - start
+    union = shared_shapes(genomes)
+    print(f"{len(genomes)} genomes listed in {listed:.1f}s; union of {len(union.shapes)} parameter names in "
+          f"{time.perf_counter() - start - listed:.1f}s")  # fmt: skip
+    start = time.perf_counter()
+    supernet = prepare_for_training(SuperNet(space, shapes=union), fast=True).train()
+    print(f"supernet of {sum(p.numel() for p in supernet.parameters()):,} parameters initialised in "
+          f"{time.perf_counter() - start:.1f}s")  # fmt: skip
+    data, recipe = load_data(None), Recipe()
+    start = time.perf_counter()
+    prepared = scoring_set(data, recipe, args.calibration)
+    for i in range(len(prepared.val_set)):  # the validation crops, cached once for every genome
+        prepared.val_set[i]
+    print(f"calibration images and validation crops prepared in {time.perf_counter() - start:.1f}s")
+    x = prepare_input(torch.randn(args.batch, 3, *recipe.input_hw), True)
+    for arch in args.arch or ["litehrnet-18", "ditehrnet-18"]:
+        genome = load_preset(arch)
+        net = prepare_for_training(PoseNet(genome.resolve()), fast=True).train()
+
+        def standalone(net=net) -> None:
+            net.zero_grad(set_to_none=True)
+            net(x).square().mean().backward()
+
+        def shared(genome=genome) -> None:
+            supernet.zero_grad(set_to_none=True)
+            supernet(genome, x).square().mean().backward()
+
+        times: dict[str, list[float]] = {"standalone": [], "supernet": []}
+        for i in range(args.iters + 1):
+            for name, step in (("standalone", standalone), ("supernet", shared)):
+                seconds = timed(step)
+                if i:
+                    times[name].append(seconds)
+        alone, inside = (statistics.median(times[k]) for k in ("standalone", "supernet"))
+        scored = timed(lambda genome=genome: score(supernet, genome, data, recipe, args.calibration, prepared=prepared))
+        print(f"{arch}: step standalone {alone:.3f}s, supernet {inside:.3f}s ({inside / alone:.2f}x); score "
+              f"{scored:.1f}s ({args.calibration} calibration images, {len(data.val)} validation people)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
