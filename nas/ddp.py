@@ -33,8 +33,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.queue import Empty, Queue
 
 from nas.options import say
-from nas.trial import recipe_from_config
-from nas.tune_run import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config
+from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
 from pose.coco import absolute_data, parse_data
 from pose.device import Device
 from pose.loading import DEFAULT_LOADING, Loading, Replicas

@@ -13,26 +13,13 @@ from pathlib import Path
 
 from ray import tune
 
+from nas.ray_common import FAULTS_ENV, recipe_config, recipe_from_config
 from pose.coco import parse_data
-from pose.dataset import AUGMENTATIONS
 from pose.device import CPU, resolve_device
-from pose.train import Recipe, load_data, train
+from pose.train import load_data, train
 from search_space.genome import Genome
 
-# Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
-# list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
-# infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error), or
-# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop).
-FAULTS_ENV = "HRNAS_FAULTS"
 TRAINING_DIR = "training"  # in the Tune trial folder: the trial's checkpoint
-AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
-
-
-def recipe_from_config(recipe: dict) -> Recipe:
-    fields = dict(recipe)
-    fields["input_hw"] = tuple(fields["input_hw"])
-    fields["augment"] = AUGMENTATIONS[fields["augment"]]
-    return replace(Recipe(), **fields)
 
 
 def injected_fault(genome: str) -> str | None:
@@ -69,8 +56,7 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
         return {**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs}
 
     if ddp_workers > 1:
-        from nas.ddp import DdpJob, train_in_trial  # nas.ddp builds on this module
-        from nas.tune_run import recipe_config
+        from nas.ddp import DdpJob, train_in_trial  # Ray Train is imported only for such trials
 
         job = DdpJob(config["genome"], recipe_config(recipe), config["data"], None, None, 0.0, CPU, ddp_workers)
         train_in_trial(job, out_dir, metrics_of)  # CPU workers: --ddp-per-trial refuses GPU shares

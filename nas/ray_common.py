@@ -1,0 +1,114 @@
+"""What every Ray job of hrnas shares, below the drivers and the trainables (so that none of them imports another
+to get it): starting and stopping Ray with the job's runtime environment, a quiet console, and the training recipe
+as a JSON-friendly config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import optuna
+import ray
+
+from pose.dataset import AUGMENTATIONS
+from pose.synthetic import default_cache_dir
+from pose.train import Recipe
+
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+# Loggers whose INFO lines are noise to a user of hrnas (shown with --verbose).
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+NOISY_LOGGERS = ("alembic", "mlflow", "ray", "ray.tune", "ray.train", "filelock")
+
+
+def quiet_console(verbose: bool) -> None:
+    """By default a user sees hrnas's own lines: no MLflow database lines, Ray banners, Tune's configuration box,
+    Optuna's study lines. Call it before the first MLflow or Ray call."""
+    if verbose:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # its Ctrl-C lines offer Tuner.restore, not --resume
+    logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)  # "token authentication is enabled": as it should be
+
+
+# Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
+# list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
+# infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error), or
+# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop).
+FAULTS_ENV = "HRNAS_FAULTS"
+AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
+
+
+def recipe_config(recipe: Recipe) -> dict:
+    """The recipe as a JSON-friendly trial config (see nas.trial.recipe_from_config)."""
+    return {**asdict(recipe), "augment": AUGMENT_NAMES[recipe.augment]}
+
+
+def recipe_from_config(recipe: dict) -> Recipe:
+    fields = dict(recipe)
+    fields["input_hw"] = tuple(fields["input_hw"])
+    fields["augment"] = AUGMENTATIONS[fields["augment"]]
+    return replace(Recipe(), **fields)
+
+
+@contextmanager
+def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver: bool = False) -> Iterator[None]:
+    """The Ray cluster at `address`, or a private local instance whose every process stops on exit (`folder`
+    holds the job's temporary files). Workers' output reaches this console with `verbose` or `log_to_driver`."""
+    previous_tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder / "tmp")
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    level = logging.INFO if verbose else logging.WARNING
+    log_to_driver = log_to_driver or verbose
+    temp = None
+    if address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # `ray start` turns token auth on
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=log_to_driver, logging_level=level)
+    else:
+        # One private instance per job folder, its temp folder (sockets, logs) apart from other Ray users', under
+        # /tmp because unix socket paths must stay under 108 bytes. Ray detects the CPUs it may use itself. Its
+        # GCS, raylet and agents listen on all interfaces (Ray 2.60 has no switch for that, and turns a node IP of
+        # 127.0.0.1 into the host's address); token authentication, on by default, guards them.
+        temp = Path("/tmp") / f"hrnas-ray-{hashlib.sha1(str(folder).encode()).hexdigest()[:10]}"
+        temp.mkdir(parents=True, exist_ok=True)
+        ray.init(
+            include_dashboard=False,
+            _temp_dir=str(temp),
+            runtime_env=runtime_env(),
+            log_to_driver=log_to_driver,
+            logging_level=level,
+            configure_logging=verbose,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)
+            shutil.rmtree(temp, ignore_errors=True)
+        if previous_tmpdir is None:  # the folder may be a temporary one, gone after the job
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_tmpdir
+
+
+# Environment variables a trial needs from the driver. On a cluster started with `ray start`, the workers inherit
+# the environment of that command, not the driver's: these travel in the job's runtime environment instead.
+CACHE_ENV = "HRNAS_CACHE"
+
+
+def runtime_env() -> dict:
+    """The job's Ray runtime environment: the driver's cache folder (synthetic data, annotation indexes, complexity)
+    and its fault injection reach every worker on every node. Data paths travel in the trial config, absolute."""
+    env = {CACHE_ENV: str(default_cache_dir().resolve())}
+    if FAULTS_ENV in os.environ:
+        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    return {"env_vars": env}
