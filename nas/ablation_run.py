@@ -23,14 +23,13 @@ from analysis.runs import child_runs
 from analysis.tables import to_terminal, write_tables
 from nas.options import AblationOptions, hw_text, say
 from nas.progress import SearchProgress
+from nas.ray_common import quiet_console, recipe_config
 from nas.tracking import SearchTracker
 from nas.tune_run import (
     before_first_trial,
     fit,
     open_parent,
-    quiet_console,
     ray_session,
-    recipe_config,
     resource_params,
     trial_config,
 )

@@ -21,10 +21,11 @@ from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.options import SearchOptions, say
 from nas.progress import SearchProgress
+from nas.ray_common import quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.tracking import SearchTracker
-from nas.tune_run import before_first_trial, fit, open_parent, quiet_console, ray_session, resource_params, trial_config
+from nas.tune_run import before_first_trial, fit, open_parent, ray_session, resource_params, trial_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError

@@ -63,5 +63,4 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
         return
     device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
     data = load_data(parse_data(config["data"]))
-    report = lambda record: tune.report(metrics_of(record))  # noqa: E731
-    train(genome, data, recipe, out_dir, on_epoch=report, quiet=True, device=device)
+    train(genome, data, recipe, out_dir, lambda record: tune.report(metrics_of(record)), quiet=True, device=device)

@@ -25,13 +25,7 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 from nas.options import RunOptions, SearchError, TrialResources, resume_command, say
-from nas.ray_common import (  # noqa: F401  (re-exported: the drivers import them from here)
-    EXIT_INTERRUPTED,
-    quiet_console,
-    ray_instance,
-    recipe_config,
-    runtime_env,
-)
+from nas.ray_common import EXIT_INTERRUPTED, ray_instance, recipe_config
 from nas.tracking import SearchTracker
 from nas.trial import TRAINING_DIR, flat_config, train_trial
 from pose.train import Recipe

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from nas.options import SearchError, TrialResources, parse_resources
-from nas.tune_run import concurrency, runtime_env
+from nas.ray_common import runtime_env
+from nas.tune_run import concurrency
 from tests.scripts import run_script
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA says")
