@@ -29,3 +29,29 @@ def plot_training_curves(history: list[dict], path: Path, title: str = "", loss_
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_supernet_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """A supernet training: its sandwich loss (log scale, left) and the inherited AP of each tracked genome (the
+    largest, the smallest, the space's presets: the `ap.<name>` keys) against the epoch; returns the written path."""
+    epochs = [h["epoch"] for h in history]
+    names = [key.removeprefix("ap.") for key in history[-1] if key.startswith("ap.")]
+    fig, (loss_axis, ap_axis) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    loss_axis.plot(epochs, [h["loss"] for h in history], "o-", color="tab:blue", label="sandwich")
+    loss_axis.plot(epochs, [h["loss_largest"] for h in history], "s--", color="tab:gray", label="largest")
+    loss_axis.set_yscale("log")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("train loss")
+    loss_axis.legend(fontsize=7)
+    for name in names:
+        ap_axis.plot(epochs, [h.get(f"ap.{name}") or 0.0 for h in history], "o-", label=name, markersize=3)
+    ap_axis.set_xlabel("epoch")
+    ap_axis.set_ylabel("inherited val AP (COCOeval)")
+    ap_axis.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -39,6 +39,8 @@ from pose.device import Device
 from pose.loading import DEFAULT_LOADING, Loading, Replicas
 from pose.train import Recipe, load_data, train, training_result
 from search_space.genome import Genome
+from supernet.training import CHECKPOINT as SUPERNET_CHECKPOINT
+from supernet.training import SpaceSource, SupernetRecipe, train_supernet
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}  # torch.distributed backend per device type
 RUN_NAME = "ray-train"  # Ray Train's run folder under --out: the same name resumes
@@ -68,6 +70,20 @@ class DdpJob:
     workers: int
     verbose: bool = False
     loading: Loading = DEFAULT_LOADING  # each rank's data workers and cache budgets
+    supernet: SupernetJob | None = None  # train this supernet instead of `genome` (`hrnas supernet train --ddp`)
+
+    @property
+    def checkpoint(self) -> str:
+        """The file the training writes in its folder after every epoch."""
+        return SUPERNET_CHECKPOINT if self.supernet is not None else CHECKPOINT
+
+
+@dataclass(frozen=True)
+class SupernetJob:
+    """A supernet training's space (its YAML text) and options, for the workers."""
+
+    space: str
+    options: SupernetRecipe
 
 
 def check_ddp(workers: int, batch: int, device_arg: str, device: Device) -> None:
@@ -123,9 +139,9 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
             say(f"\ninterrupted: {again} to resume from the last finished epoch")
             raise SystemExit(EXIT_INTERRUPTED) from None
         with result.checkpoint.as_directory() as latest:
-            state = torch.load(Path(latest) / CHECKPOINT, map_location="cpu", weights_only=True)
+            state = torch.load(Path(latest) / job.checkpoint, map_location="cpu", weights_only=True)
             if out is not None:
-                shutil.copyfile(Path(latest) / CHECKPOINT, out / CHECKPOINT)
+                shutil.copyfile(Path(latest) / job.checkpoint, out / job.checkpoint)
     return training_result(json.loads(state["history"]), recipe.epochs)
 
 
@@ -178,7 +194,7 @@ def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> 
     names Ray Train's run folder, not the worker's copy of the checkpoint."""
     for error in failure.worker_failures.values():  # rank -> the exception the worker raised
         if isinstance(error, ValueError):
-            raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/" + CHECKPOINT, str(run_folder), str(error))) from None
+            raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/\S+\.pt", str(run_folder), str(error))) from None
 
 
 class ConsoleQueue:
@@ -251,10 +267,15 @@ def train_worker(config: dict) -> None:
             checkpoint = ray.train.Checkpoint.from_directory(tmp) if replicas.rank == 0 else None
             ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
 
-        genome = Genome.from_compact(job.genome)
         quiet = replicas.rank != 0 or console is None
         with redirect_stderr(sys.stderr if quiet else QueueWriter(console)):
-            train(genome, data, recipe, Path(tmp), report, quiet, device, replicas=replicas, loading=job.loading)
+            if job.supernet is None:
+                genome = Genome.from_compact(job.genome)
+                train(genome, data, recipe, Path(tmp), report, quiet, device, replicas=replicas, loading=job.loading)
+            else:
+                source = SpaceSource.from_text(job.supernet.space, "the supernet's space")
+                options = job.supernet.options
+                train_supernet(source, data, recipe, options, Path(tmp), report, quiet, device, replicas, job.loading)
 
 
 def ddp_job(genome: Genome, recipe: Recipe, args, device: Device, loading: Loading = DEFAULT_LOADING) -> DdpJob:

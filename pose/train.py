@@ -179,17 +179,16 @@ class Progress:
         )
 
     def epoch(self, epoch: int, record: dict, first_epoch: int) -> None:
+        self.line(epoch, f"loss {record['loss']:.5f}  AP {record['ap']:.3f}  {record['images_per_second']:.1f} img/s",
+                  first_epoch)  # fmt: skip
+
+    def line(self, epoch: int, text: str, first_epoch: int) -> None:
+        """`epoch E/N  TEXT  ETA Ss` (the ETA from the mean time of the epochs run by this process)."""
         if self.quiet:
             return
-        elapsed = time.perf_counter() - self.start
-        per_epoch = elapsed / (epoch + 1 - first_epoch)
+        per_epoch = (time.perf_counter() - self.start) / (epoch + 1 - first_epoch)
         eta = per_epoch * (self.epochs - epoch - 1)
-        print(
-            f"\r  epoch {epoch + 1}/{self.epochs}  loss {record['loss']:.5f}  AP {record['ap']:.3f}  "
-            f"{record['images_per_second']:.1f} img/s  ETA {eta:.0f}s",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"\r  epoch {epoch + 1}/{self.epochs}  {text}  ETA {eta:.0f}s", file=sys.stderr, flush=True)
 
 
 def train(
@@ -202,8 +201,12 @@ def train(
     device: Device = CPU,
     replicas: Replicas = ALONE,
     loading: Loading = DEFAULT_LOADING,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists.
+
+    `initial`: weights to start from instead of the seeded initialisation (`--init-from`, e.g. a network extracted
+    from a supernet), for fine-tuning.
 
     `loading` sets the worker processes and cache budgets (it changes the speed and memory, not the result). With
     several `replicas`, each trains on its share of every global batch (gradients averaged by DDP); rank 0 alone
@@ -213,6 +216,8 @@ def train(
         keep_freed_memory()
     joints = len(data.train[0].keypoints)
     net = build_model(genome, recipe, joints, device)
+    if initial is not None:
+        net.load_state_dict(initial)
     model = DistributedDataParallel(net) if replicas.world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     workers = loading.worker_count(recipe.threads, device)
@@ -263,7 +268,7 @@ def train(
             images, targets, weights = (t.to(device.device, non_blocking=True) for t in (images, targets, weights))
             loss = loss_fn(_forward(model, prepare_input(images, device.fast), device), targets, weights)
             if replicas.world > 1:
-                loss = loss * _share(denominator(weights), replicas.world)
+                loss = loss * batch_share(denominator(weights), replicas.world)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -276,7 +281,7 @@ def train(
         seconds = time.perf_counter() - start
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
-        epoch_loss, seen = _sum_over_replicas(float(np.mean(losses)) / replicas.world, seen, replicas, device)
+        epoch_loss, seen = sum_over_replicas(float(np.mean(losses)) / replicas.world, seen, replicas, device)
         eval_start = time.perf_counter()
         stats = {}
         if replicas.rank == 0:
@@ -311,7 +316,7 @@ def training_result(history: list[dict], epochs: int) -> dict:
     }
 
 
-def _share(denominator: torch.Tensor, world: int) -> torch.Tensor:
+def batch_share(denominator: torch.Tensor, world: int) -> torch.Tensor:
     """The factor that turns this rank's loss (an average over its own share) into its part of the global batch's
     average, times `world`: DDP's gradient average over ranks is then the one-process gradient."""
     total = denominator.detach().clone()
@@ -319,7 +324,7 @@ def _share(denominator: torch.Tensor, world: int) -> torch.Tensor:
     return world * denominator.detach() / total.clamp_min(1.0)
 
 
-def _sum_over_replicas(loss: float, seen: int, replicas: Replicas, device: Device) -> tuple[float, int]:
+def sum_over_replicas(loss: float, seen: int, replicas: Replicas, device: Device) -> tuple[float, int]:
     """The epoch's loss and image count summed over all replicas (the values themselves for one process)."""
     if replicas.world == 1:
         return loss, seen

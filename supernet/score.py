@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -10,6 +11,7 @@ from blocks.network import prepare_for_training
 from pose.dataset import ImageCache, TopDownDataset
 from pose.device import CPU, Device
 from pose.train import Data, Recipe, evaluate
+from pose.weights import save_model_weights
 from search_space.complexity import genome_complexity
 from search_space.genome import Genome
 from supernet.calibrate import DEFAULT_CALIBRATION, calibrate, calibration_images
@@ -47,17 +49,20 @@ def score(
     calibration: int = DEFAULT_CALIBRATION,
     device: Device = CPU,
     prepared: ScoringSet | None = None,
+    save: Path | None = None,
 ) -> dict:
     """COCOeval stats (`ap`, `ap50`, ... as `pose.train.evaluate` gives them) of the genome's extracted network after
     BatchNorm recalibration on `calibration` training images, with its exact `flops` (torchstat, 256x192) and
     `params` (the figures `hrnas complexity --json` prints) and its compact `genome`. Pass `prepared`
     (`scoring_set`) to score many genomes on the same images without cropping them again; `recipe` defaults to
-    train.py's."""
+    train.py's. `save`: also write the calibrated network there (`pose.weights.save_model_weights`)."""
     supernet.check(genome)
     recipe = recipe or Recipe()
     prepared = prepared or scoring_set(data, recipe, calibration)
     model = prepare_for_training(supernet.extract(genome).to(device.device), fast=device.fast)
     calibrate(model, prepared.images, device)
+    if save is not None:
+        save_model_weights(save, model, genome, {"from": "supernet", "calibration": len(prepared.images)})
     stats = evaluate(
         model, prepared.val_set, prepared.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device
     )

@@ -28,6 +28,7 @@ from torch import nn
 from blocks.network import PoseNet, init_weights, prepare_for_training, prepare_input
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
+from pose.weights import load_model_weights
 from search_space.complexity import parse_input_size
 from search_space.genome import Genome
 from search_space.presets import PRESETS, add_architecture_arguments, architecture_from_args
@@ -100,23 +101,6 @@ def build_model(
         final.weight /= peak
         final.bias /= peak
     return model
-
-
-def load_checkpoint(path: Path, genome: Genome) -> dict:
-    """The model weights of a training checkpoint, on the CPU whatever device wrote them, checked to belong to
-    `genome` (a checkpoint of another architecture would load into the wrong layers or fail half-way)."""
-    if not path.is_file():
-        raise ValueError(f"--checkpoint {path}: no such file; give the checkpoint.pt in a `hrnas train --out` folder")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file: pickle, zip and torch each raise their own
-        raise ValueError(f"--checkpoint {path}: not a readable PyTorch checkpoint ({exc})") from None
-    if not isinstance(state, dict) or "model" not in state or "meta" not in state:
-        raise ValueError(f"--checkpoint {path}: not a `hrnas train` checkpoint (no model weights and meta)")
-    trained = state["meta"].get("genome")
-    if trained != genome.compact():
-        raise ValueError(f"--checkpoint {path} holds {trained}, not {genome.compact()}: give its --arch and --gene")
-    return state["model"]
 
 
 def export_onnx(
@@ -203,7 +187,7 @@ def export_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
     if args.check and importlib.util.find_spec("onnxruntime") is None:
         raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
-    weights = load_checkpoint(Path(args.checkpoint), genome) if args.checkpoint else None
+    weights = load_model_weights(Path(args.checkpoint), genome) if args.checkpoint else None
     out = check_writable(Path(args.out) if args.out else default_out(args.arch, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
 

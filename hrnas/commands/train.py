@@ -6,6 +6,7 @@ hrnas train --arch litehrnet-18 --data ann.json:images/ --epochs 1 --json
 hrnas train --arch litehrnet-18 --device cuda:1 --amp bf16  # GPU 1, bfloat16 autocast
 hrnas train --arch litehrnet-18 --ddp 2 --threads 1 --out runs/a  # 2 Ray Train workers share each global batch
 hrnas train --arch litehrnet-18 --data /data/coco --input 256x192 --epochs 1 --max-steps 300 --workers 2  # scale check
+hrnas train --arch litehrnet-30 --init-from runs/sn/litehrnet-30.pt --epochs 3 --out runs/ft  # fine-tune a subnet
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pose.device import AMPS, DEVICES, resolve_device
 from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES, MIB, Loading
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
+from pose.weights import load_model_weights
 from search_space.complexity import parse_input_size
 from search_space.presets import add_architecture_arguments, architecture_from_args
 
@@ -35,6 +37,25 @@ DEFAULT = Recipe()
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="hrnas train", description=__doc__)
     add_architecture_arguments(p)
+    add_data_arguments(p)
+    add_recipe_arguments(p)
+    add_loading_arguments(p)
+    add_device_arguments(p)
+    p.add_argument("--out", default=None, help="folder for checkpoint.pt and result.json; an existing one resumes")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from these weights of the same --arch (a checkpoint.pt, or `hrnas supernet eval --save`) to "
+        "fine-tune",
+    )
+    add_ddp_arguments(p)
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
+    return p
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --val, --val-boxes, --box-threshold (shared with `hrnas supernet train`)."""
     p.add_argument("--data", default="synthetic", help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR (default synthetic)")
     p.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (default: the data's val split)")
     p.add_argument(
@@ -44,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate on the person boxes of a COCO detections file instead of ground-truth boxes",
     )
     p.add_argument("--box-threshold", type=float, default=0.0, help="detection score threshold (default 0.0)")
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, epochs: int = DEFAULT.epochs) -> None:
+    """The Recipe's options (`recipe_from_args` reads them back)."""
     p.add_argument("--input", default="x".join(map(str, DEFAULT.input_hw)), help="crop size HxW, multiples of 32")
-    p.add_argument("--epochs", type=int, default=DEFAULT.epochs)
-    p.add_argument("--batch", type=int, default=DEFAULT.batch)
-    p.add_argument("--lr", type=float, default=DEFAULT.lr)
+    p.add_argument("--epochs", type=int, default=epochs, help=f"default {epochs}")
+    p.add_argument("--batch", type=int, default=DEFAULT.batch, help=f"default {DEFAULT.batch}")
+    p.add_argument("--lr", type=float, default=DEFAULT.lr, help=f"peak Adam learning rate (default {DEFAULT.lr:g})")
     p.add_argument("--loss", choices=list(LOSSES), default=DEFAULT.loss, help=f"heatmap loss (default {DEFAULT.loss})")
     p.add_argument(
         "--sigma",
@@ -76,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop each epoch after this many optimizer steps, for scale checks (default: whole epochs)",
     )
+    p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
+
+
+def add_loading_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers and the cache budgets (`loading_from_args`)."""
     p.add_argument(
         "--workers",
         type=int,
@@ -94,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=CROP_CACHE_BYTES // MIB,
         help=f"validation crops kept as uint8 between epochs, the rest recomputed (default {CROP_CACHE_BYTES // MIB})",
     )
+
+
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """--device and --amp (`pose.device.resolve_device`)."""
     p.add_argument(
         "--device",
         default="auto",
@@ -106,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast precision (default auto: bf16 on a CUDA device that supports it, off elsewhere; "
         "fp16 needs CUDA and uses loss scaling)",
     )
-    p.add_argument("--no-flip-test", action="store_true", help="score without the flip test")
-    p.add_argument("--out", default=None, help="folder for checkpoint.pt and result.json; an existing one resumes")
+
+
+def add_ddp_arguments(p: argparse.ArgumentParser) -> None:
+    """--ddp, --address, --verbose."""
     p.add_argument(
         "--ddp",
         type=int,
@@ -118,8 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--address", default=None, help="with --ddp: the Ray cluster to join (default: a local Ray)")
     p.add_argument("--verbose", action="store_true", help="with --ddp: Ray's own log lines too")
-    p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +205,9 @@ def train_command(args: argparse.Namespace) -> dict:
     elif args.address:
         raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
+    initial = load_model_weights(Path(args.init_from), genome, "--init-from") if args.init_from else None
+    if initial is not None and args.ddp is not None:
+        raise ValueError("--init-from is for one-process training; leave out --ddp to fine-tune")
     boxes = Path(args.val_boxes) if args.val_boxes else None
     if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
         raise DataError(f"--val-boxes {boxes}: detections file does not exist")
@@ -182,7 +219,7 @@ def train_command(args: argparse.Namespace) -> dict:
         file=sys.stderr,
     )
     if args.ddp is None:
-        result = train(genome, data, recipe, out, device=device, loading=loading)
+        result = train(genome, data, recipe, out, device=device, loading=loading, initial=initial)
     else:
         from nas.ddp import ddp_job, train_on_ray
 

@@ -1,0 +1,250 @@
+"""A weight-sharing supernet: train it once for a whole search space, then score any genome of the space in seconds.
+
+hrnas supernet train --out runs/supernet                          # the default space on the synthetic default data
+hrnas supernet train --space my-space.yaml --budget 0.5GFLOPs --epochs 20 --out runs/sn --json
+hrnas supernet train --data /data/coco --input 256x192 --device cuda --ddp 4 --out runs/sn-coco
+hrnas supernet eval --supernet runs/supernet --arch litehrnet-30 --json
+hrnas supernet eval --supernet runs/supernet --arch litehrnet-18 --gene width=60 --save wide.pt
+
+`train` resumes from <out>/supernet.pt when it exists, and logs one MLflow run (tag kind=supernet). `eval`
+recalibrates the genome's BatchNorm statistics on --calibration training images, then scores it with COCOeval on the
+validation split exactly as `hrnas train` does; `--save` writes the extracted network as a checkpoint that
+`hrnas train --init-from`, `hrnas export --checkpoint` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from hrnas.commands.train import (
+    DEFAULT,
+    add_data_arguments,
+    add_ddp_arguments,
+    add_device_arguments,
+    add_loading_arguments,
+    add_recipe_arguments,
+    loading_from_args,
+    recipe_from_args,
+)
+from hrnas.errors import Parser, run_command
+from hrnas.paths import check_writable
+from pose.coco import DataError, absolute_data, parse_data
+from pose.device import resolve_device
+from pose.loading import ALONE
+from pose.train import load_data, training_result
+from search_space.presets import add_architecture_arguments, architecture_from_args
+from search_space.space import DEFAULT_SPACE
+from supernet.calibrate import DEFAULT_CALIBRATION
+from supernet.sampling import candidates
+from supernet.score import score
+from supernet.training import (
+    CHECKPOINT,
+    SpaceSource,
+    SupernetRecipe,
+    check_resumable,
+    load_checkpoint,
+    restore,
+    supernet_meta,
+    tracked_genomes,
+    train_supernet,
+)
+
+SUPERNET_EPOCHS = 12  # see bench/RESULTS.md: how long the default training takes and what it scores
+DEFAULT_OPTIONS = SupernetRecipe()
+DISTILL = {"on": True, "off": False}
+STORAGE = "runs"  # the folder of the default MLflow store, as for `hrnas search` and `hrnas ablate`
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="hrnas supernet", description=__doc__)
+    commands = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    train = commands.add_parser("train", help="train the supernet of a search space", description=__doc__)
+    train.add_argument("--space", default=str(DEFAULT_SPACE), help="search space YAML (default: the default space)")
+    add_data_arguments(train)
+    add_recipe_arguments(train, SUPERNET_EPOCHS)
+    train.add_argument("--sandwich", type=int, default=DEFAULT_OPTIONS.sandwich,
+                       help="random genomes per step besides the largest and the smallest "
+                       f"(default {DEFAULT_OPTIONS.sandwich})")  # fmt: skip
+    train.add_argument("--distill", choices=list(DISTILL), default="on",
+                       help="in-place distillation from the largest subnet (default on)")  # fmt: skip
+    train.add_argument("--budget", default=None, help="sample only genomes within this FLOPs budget (torchstat, "
+                       "256x192), e.g. 0.5GFLOPs; the largest genome is then the largest within it")  # fmt: skip
+    train.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
+                       help=f"BatchNorm calibration images when scoring after each epoch (default "
+                       f"{DEFAULT_CALIBRATION})")  # fmt: skip
+    add_loading_arguments(train)
+    add_device_arguments(train)
+    train.add_argument("--out", required=True, help="folder for supernet.pt and result.json; an existing one resumes")
+    add_ddp_arguments(train)
+    train.add_argument("--tracking-uri", default=None,
+                       help="MLflow server http://HOST:PORT (default: SQLite file <storage>/mlflow.db)")  # fmt: skip
+    train.add_argument("--experiment", default="hrnas-supernet", help="MLflow experiment (default hrnas-supernet)")
+    train.add_argument("--storage", default=STORAGE, help=f"folder of the default MLflow store (default {STORAGE})")
+    train.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
+
+    score = commands.add_parser("eval", help="score one genome with the supernet's weights", description=__doc__)
+    score.add_argument("--supernet", required=True, help="the --out folder of `hrnas supernet train`")
+    add_architecture_arguments(score)
+    score.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
+                       help=f"images for the BatchNorm recalibration (default {DEFAULT_CALIBRATION})")  # fmt: skip
+    score.add_argument("--data", default=None, help="score on other data (default: the data it was trained on)")
+    score.add_argument("--val", default=None, help="validation ANN.json:IMAGE_DIR (with --data)")
+    score.add_argument("--save", default=None, metavar="MODEL.pt", help="also write the extracted network")
+    score.add_argument("--threads", type=int, default=DEFAULT.threads)
+    add_device_arguments(score)
+    score.add_argument("--json", action="store_true", help="last line: one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    job = {"train": train_command, "eval": evaluate_command}[args.command]
+    return run_command(lambda: job(args, argv), args.json)
+
+
+def supernet_recipe_from_args(args: argparse.Namespace) -> SupernetRecipe:
+    if args.calibration < 1:
+        raise ValueError(f"--calibration {args.calibration}: need at least one calibration image")
+    if args.sandwich < 0:
+        raise ValueError(f"--sandwich {args.sandwich}: the number of random genomes must be 0 or more")
+    return SupernetRecipe(args.sandwich, DISTILL[args.distill], args.budget, args.calibration)
+
+
+def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Check every input, then train the supernet (resuming from --out), log it and print the scores."""
+    source = SpaceSource.from_file(args.space)
+    recipe = recipe_from_args(args)
+    options = supernet_recipe_from_args(args)
+    options.parsed_budget()  # a malformed budget is an error now, not after the data are loaded
+    loading = loading_from_args(args)
+    device = resolve_device(args.device, args.amp)
+    if args.ddp is not None:
+        from nas.ddp import check_ddp
+
+        check_ddp(args.ddp, recipe.batch, args.device, device)
+    elif args.address:
+        raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
+    out = check_writable(Path(args.out), "--out", folder=True)
+    data_source = parse_data(args.data, args.val)
+    if (out / CHECKPOINT).is_file():  # another space, recipe or options: refused before the data are loaded
+        check_resumable(
+            load_checkpoint(out / CHECKPOINT)["meta"], supernet_meta(source, recipe, options), out / CHECKPOINT
+        )
+    from nas.options import check_tracking_uri, describe_command, local_store  # MLflow and Ray load after the checks
+    from nas.supernet_run import SupernetTracker
+
+    tracking_uri = args.tracking_uri or local_store(args.storage)
+    check_tracking_uri(tracking_uri)
+    boxes = Path(args.val_boxes) if args.val_boxes else None
+    if boxes is not None and not boxes.is_file():
+        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
+    data = load_data(data_source, detections=boxes, box_threshold=args.box_threshold)
+    print(f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons on {device.describe()}",
+          file=sys.stderr)  # fmt: skip
+    joints = len(data.train[0].keypoints)
+    pool = candidates(source.space, options.parsed_budget(), joints)
+    tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
+
+    tracker = SupernetTracker(tracking_uri, args.experiment, Path(args.storage).resolve(), out)
+    params = {
+        "space": source.space.name,
+        "sampled_genomes": len(pool.genomes),
+        "largest": tracked["largest"],
+        "smallest": tracked["smallest"],
+        "input": args.input,
+        **{k: getattr(recipe, k) for k in ("epochs", "batch", "lr", "loss", "seed", "max_steps")},
+        "augment": args.augment,
+        "sandwich": options.sandwich,
+        "distill": options.distill,
+        "budget": options.budget,
+        "calibration": options.calibration,
+        "data": data.description,
+        "device": str(device.device),
+        "amp": device.amp_name,
+        "ddp": args.ddp or 1,
+    }
+    command = describe_command(argv, "supernet")
+    run_id = tracker.start(f"supernet-{source.space.name}", params, {"command": command}, source.text)
+    print(f"MLflow run {run_id} ({tracking_uri})", file=sys.stderr)
+    data_args = {"data": absolute_data(args.data), "val": absolute_data(args.val) if args.val else None}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.json").write_text(json.dumps(data_args))  # what `eval` scores on by default
+    try:
+        if args.ddp is None:
+            on_epoch = tracker.epoch
+            result = train_supernet(source, data, recipe, options, out, on_epoch, False, device, ALONE, loading, pool)
+        else:
+            from nas.ddp import DdpJob, SupernetJob, train_on_ray
+            from nas.ray_common import recipe_config
+
+            job = DdpJob("", recipe_config(recipe), data_args["data"], data_args["val"], args.val_boxes,
+                         args.box_threshold, device, args.ddp, args.verbose, loading,
+                         SupernetJob(source.text, options))  # fmt: skip
+            result = train_on_ray(job, out, args.address, args.verbose)
+            for record in tracker.missing_epochs(result["history"]):
+                tracker.epoch(record)
+    except BaseException:
+        tracker.finish([], "KILLED")
+        raise
+    result = {**training_result(result["history"], recipe.epochs), "tracked": tracked}
+    from analysis.curves import plot_supernet_curves
+
+    curves = plot_supernet_curves(result["history"], out / "curves.png", f"supernet of {source.space.name}")
+    summary = {
+        **{k: v for k, v in result.items() if k != "history"},
+        "space": source.space.name,
+        "sampled_genomes": len(pool.genomes),
+        "out": str(out),
+        "mlflow_run_id": run_id,
+    }
+    (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
+    tracker.finish([out / CHECKPOINT, curves, out / "result.json"])
+    print(f"\n{'genome':<28} inherited AP")
+    for name in tracked:
+        print(f"{name:<28} {result[f'ap.{name}']:.3f}")
+    print(f"{'seconds':<28} {result['train_seconds']:.0f} (training only, {recipe.epochs} epochs)")
+    return summary
+
+
+def evaluate_command(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Score one genome with the supernet's weights: recalibrated BatchNorm, COCOeval, exact complexity."""
+    folder = Path(args.supernet)
+    genome = architecture_from_args(args)
+    if args.calibration < 1:
+        raise ValueError(f"--calibration {args.calibration}: need at least one calibration image")
+    if args.threads < 1:
+        raise ValueError("--threads must be at least 1")
+    device = resolve_device(args.device, args.amp)
+    save = check_writable(Path(args.save), "--save") if args.save else None
+    torch.set_num_threads(args.threads)
+    supernet, source, recipe, _, _ = restore(folder / CHECKPOINT, device)
+    try:
+        supernet.check(genome)
+    except ValueError as exc:
+        raise ValueError(f"--arch {args.arch}: not in the supernet's space {source.space.name}: {exc}") from None
+    if args.data is not None:
+        data_args = {"data": args.data, "val": args.val}
+    else:
+        data_args = json.loads((folder / "data.json").read_text()) if (folder / "data.json").is_file() else {}
+    data = load_data(parse_data(data_args.get("data", "synthetic"), data_args.get("val")))
+    recipe = replace(recipe, threads=args.threads)
+    result = score(supernet, genome, data, recipe, args.calibration, device, save=save)
+    summary = {**result, "arch": args.arch, "supernet": str(folder), "data": data.description}
+    print(f"{args.arch}: {genome.compact()}")
+    for key in ("ap", "ap50", "ap75", "ar"):
+        print(f"{key:<8} {result[key]:.3f}")
+    print(f"{'flops':<8} {result['flops']:,} ({result['convention']}, 256x192)\n{'params':<8} {result['params']:,}")
+    if save is not None:
+        print(f"saved the extracted network to {save}")
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())
