@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from blocks.fusion import fold_batch_norms
 from blocks.network import prepare_for_training
 from pose.dataset import ImageCache, TopDownDataset
 from pose.device import CPU, Device
@@ -63,6 +64,7 @@ def score(
     calibrate(model, prepared.images, device)
     if save is not None:
         save_model_weights(save, model, genome, {"from": "supernet", "calibration": len(prepared.images)})
+    fold_batch_norms(model)  # the same function, 6-18% faster on one CPU thread (blocks.fusion)
     stats = evaluate(
         model, prepared.val_set, prepared.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device
     )

@@ -40,6 +40,7 @@ from supernet.sampling import Candidates, candidates
 from supernet.score import score, scoring_set
 
 CHECKPOINT = "supernet.pt"
+NO_BUDGET = "none"  # --budget none: sample from the whole space
 ROLES = ("largest", "smallest")  # the sandwich's fixed genomes, scored every epoch beside the space's presets
 
 
@@ -69,11 +70,14 @@ class SupernetRecipe:
 
     sandwich: int = 2  # random genomes per step besides the largest and the smallest
     distill: bool = True  # in-place distillation from the largest subnet
-    budget: str | None = None  # sample only genomes within this FLOPs budget (torchstat, 256x192)
+    # Sample only genomes within this FLOPs budget (torchstat, 256x192; None: the whole space). The default is the
+    # search's budget: a supernet is trained for the searches that will score genomes with it, and the space's
+    # largest genomes (1.75 GFLOPs) would cost most of every step.
+    budget: str | None = "0.5GFLOPs"
     calibration: int = DEFAULT_CALIBRATION  # BatchNorm calibration images when scoring after each epoch
 
     def parsed_budget(self) -> Budget | None:
-        return None if self.budget is None else parse_budget(self.budget)
+        return None if self.budget is None or self.budget == NO_BUDGET else parse_budget(self.budget)
 
 
 @dataclass(frozen=True)

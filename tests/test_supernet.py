@@ -236,3 +236,23 @@ def test_score_is_deterministic_and_counts_exactly(tiny_space, tiny_supernet, mi
     assert first["flops"] == complexity.flops["torchstat"] and first["params"] == complexity.params
     assert first["genome"] == genome.compact() and 0 <= first["ap"] <= 1 and first["calibration"] == 8
     assert Genome.from_compact(first["genome"]) == genome
+
+
+@pytest.mark.parametrize("preset", ["litehrnet-18", "naive-litehrnet-18", "ditehrnet-18"])
+def test_folded_batch_norms_compute_the_same_function(preset):
+    from blocks.fusion import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = prepare_for_training(PoseNet(load_preset(preset).resolve()), fast=True)
+    with torch.no_grad():
+        model(prepare_input(torch.randn(4, 3, 64, 64)))  # running statistics away from (0, 1)
+    model.eval()
+    x = prepare_input(torch.randn(2, 3, 64, 64))
+    expected = model(x)
+    before = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded = fold_batch_norms(model)
+    after = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert after < before / 2 if preset != "ditehrnet-18" else after < before
+    torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(model.train())

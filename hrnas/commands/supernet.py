@@ -45,6 +45,7 @@ from supernet.sampling import candidates
 from supernet.score import score
 from supernet.training import (
     CHECKPOINT,
+    NO_BUDGET,
     SpaceSource,
     SupernetRecipe,
     check_resumable,
@@ -73,8 +74,10 @@ def build_parser() -> Parser:
                        f"(default {DEFAULT_OPTIONS.sandwich})")  # fmt: skip
     train.add_argument("--distill", choices=list(DISTILL), default="on",
                        help="in-place distillation from the largest subnet (default on)")  # fmt: skip
-    train.add_argument("--budget", default=None, help="sample only genomes within this FLOPs budget (torchstat, "
-                       "256x192), e.g. 0.5GFLOPs; the largest genome is then the largest within it")  # fmt: skip
+    train.add_argument("--budget", default=DEFAULT_OPTIONS.budget,
+                       help="sample only genomes within this FLOPs budget (torchstat, 256x192); the largest genome "
+                       f"is the largest within it (default {DEFAULT_OPTIONS.budget}, the search's; none: the whole "
+                       "space)")  # fmt: skip
     train.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION,
                        help=f"BatchNorm calibration images when scoring after each epoch (default "
                        f"{DEFAULT_CALIBRATION})")  # fmt: skip
@@ -114,7 +117,8 @@ def supernet_recipe_from_args(args: argparse.Namespace) -> SupernetRecipe:
         raise ValueError(f"--calibration {args.calibration}: need at least one calibration image")
     if args.sandwich < 0:
         raise ValueError(f"--sandwich {args.sandwich}: the number of random genomes must be 0 or more")
-    return SupernetRecipe(args.sandwich, DISTILL[args.distill], args.budget, args.calibration)
+    budget = None if args.budget.lower() == NO_BUDGET else args.budget
+    return SupernetRecipe(args.sandwich, DISTILL[args.distill], budget, args.calibration)
 
 
 def train_command(args: argparse.Namespace, argv: list[str]) -> dict:

@@ -1,8 +1,10 @@
-"""The supernet core's figures: the union of a space's parameters, a supernet step against the standalone step of
-the same genome, and the time to score a genome (BatchNorm calibration + evaluation as train.py scores).
+"""The supernet's speed: a supernet step against the standalone step of the same genome at the same batch, and the
+time to score a genome (BatchNorm calibration + evaluation as train.py scores), for presets and sampled genomes.
 
-python bench/supernet_core.py                                   # default space, litehrnet-18 and ditehrnet-18
-python bench/supernet_core.py --arch litehrnet-30 --iters 5 --calibration 256
+python bench/supernet.py                       # default space: litehrnet-18, ditehrnet-18 and 3 sampled genomes
+python bench/supernet.py --arch litehrnet-30 --random 0 --iters 5 --calibration 256
+
+Targets (issue 12): a supernet step at most 1.25x the standalone step; a score at most 10 s (1 thread, 128x96).
 
 One thread (the issue's setting), CPU fast paths, batch 32 at 128x96 for the steps (forward + backward; the
 standalone and supernet steps alternate, so both see the same machine load; medians), the synthetic default's
@@ -12,6 +14,7 @@ validation split for the score.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -19,11 +22,14 @@ import torch
 
 from blocks.network import PoseNet, keep_freed_memory, prepare_for_training, prepare_input
 from pose.train import Recipe, load_data
-from search_space.presets import load_preset
+from search_space.presets import PRESETS, load_preset
 from search_space.space import DEFAULT_SPACE, SearchSpace
+from supernet.calibrate import DEFAULT_CALIBRATION
 from supernet.model import SuperNet
 from supernet.score import score, scoring_set
 from supernet.sharing import shared_shapes
+
+TARGETS = {"ratio": 1.25, "score_s": 10.0}
 
 
 def timed(run) -> float:
@@ -38,7 +44,9 @@ def main() -> None:
     parser.add_argument("--arch", action="append", help="preset(s) of the space (default litehrnet-18, ditehrnet-18)")
     parser.add_argument("--iters", type=int, default=3, help="timed steps per configuration (after one warm-up)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--calibration", type=int, default=256)
+    parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION)
+    parser.add_argument("--random", type=int, default=3, help="genomes sampled from the space (seeded, default 3)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     keep_freed_memory()
@@ -60,8 +68,10 @@ def main() -> None:
         prepared.val_set[i]
     print(f"calibration images and validation crops prepared in {time.perf_counter() - start:.1f}s")
     x = prepare_input(torch.randn(args.batch, 3, *recipe.input_hw), True)
-    for arch in args.arch or ["litehrnet-18", "ditehrnet-18"]:
-        genome = load_preset(arch)
+    named = {arch: load_preset(arch) for arch in args.arch or ["litehrnet-18", "ditehrnet-18"]}
+    named.update({f"sampled-{i}": g for i, g in enumerate(random.Random(args.seed).sample(genomes, args.random))})
+    worst = {"ratio": 0.0, "score_s": 0.0}
+    for arch, genome in named.items():
         net = prepare_for_training(PoseNet(genome.resolve()), fast=True).train()
 
         def standalone(net=net) -> None:
@@ -80,8 +90,14 @@ def main() -> None:
                     times[name].append(seconds)
         alone, inside = (statistics.median(times[k]) for k in ("standalone", "supernet"))
         scored = timed(lambda genome=genome: score(supernet, genome, data, recipe, args.calibration, prepared=prepared))
+        worst = {"ratio": max(worst["ratio"], inside / alone), "score_s": max(worst["score_s"], scored)}
         print(f"{arch}: step standalone {alone:.3f}s, supernet {inside:.3f}s ({inside / alone:.2f}x); score "
-              f"{scored:.1f}s ({args.calibration} calibration images, {len(data.val)} validation people)")  # fmt: skip
+              f"{scored:.1f}s ({args.calibration} calibration images, {len(data.val)} validation people)"
+              f"{'' if arch in PRESETS else f'  [{genome.compact()}]'}", flush=True)  # fmt: skip
+    verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
+    print(f"worst step ratio {worst['ratio']:.2f}x (target <= {TARGETS['ratio']}x: "
+          f"{verdict(worst['ratio'] <= TARGETS['ratio'])}); worst score {worst['score_s']:.1f}s (target <= "
+          f"{TARGETS['score_s']:.0f}s: {verdict(worst['score_s'] <= TARGETS['score_s'])})")  # fmt: skip
 
 
 if __name__ == "__main__":
