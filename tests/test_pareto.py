@@ -221,3 +221,22 @@ def test_nan_in_duck_typed_point_rejected_with_key():
 def test_nan_reference_rejected():
     with pytest.raises(ValueError):
         hypervolume([Point("a", 0.5, 1.0)], (0.0, math.nan))
+
+
+def test_kendall_tau_counts_pairs_and_ties():
+    from analysis.fidelity import PUBLISHED_COCO_AP, kendall_tau, tau_against_published
+
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant pair
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(6))  # tau-b with a tie
+    assert math.isnan(kendall_tau([1, 1], [1, 2]))
+    assert tau_against_published(dict(PUBLISHED_COCO_AP)) == 1.0
+    from search_space.complexity import genome_complexity
+    from search_space.presets import load_preset
+
+    flops = {name: genome_complexity(load_preset(name)).flops["torchstat"] for name in PUBLISHED_COCO_AP}
+    assert tau_against_published(flops) == 1.0  # FLOPs alone orders the six Lite/Dite presets as COCO does
+    assert tau_against_published({**flops, "naive-litehrnet-18": 10**12}) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="different lengths"):
+        kendall_tau([1], [1, 2])

@@ -205,6 +205,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
         **{k: v for k, v in result.items() if k != "history"},
         "space": source.space.name,
         "sampled_genomes": len(pool.genomes),
+        "seed": recipe.seed,
         "out": str(out),
         "mlflow_run_id": run_id,
     }
