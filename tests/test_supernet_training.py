@@ -179,6 +179,18 @@ def test_cli_trains_logs_one_mlflow_run_and_scores_a_genome(tiny, tmp_path, caps
     code, again, _ = _run([*evaluate, "--json"], capsys)
     assert json.loads(again.strip().splitlines()[-1])["ap"] == scored["ap"]  # a fixed calibration set: deterministic
 
+    # the saved network fine-tunes with `hrnas train --init-from`; another architecture's weights are refused
+    from hrnas.commands import train as train_command
+
+    tune = ["--arch", "litehrnet-18", *genes, *CLI[:-2], "--epochs", "1", "--lr", "0", "--json"]
+    assert train_command.main([*tune, "--init-from", str(saved)]) == 0
+    tuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert train_command.main(tune) == 0
+    scratch = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert tuned["loss"] != pytest.approx(scratch["loss"], rel=1e-3)  # it started from other weights
+    assert train_command.main(["--arch", "litehrnet-18", "--init-from", str(saved), *CLI[:-2]]) == 2
+    assert "--init-from" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),

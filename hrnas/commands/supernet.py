@@ -56,7 +56,7 @@ from supernet.training import (
     train_supernet,
 )
 
-SUPERNET_EPOCHS = 12  # see bench/RESULTS.md: how long the default training takes and what it scores
+SUPERNET_EPOCHS = 3  # about 30 minutes on a 2-core CPU at 128x96 (bench/RESULTS.md: how long, what it scores)
 DEFAULT_OPTIONS = SupernetRecipe()
 DISTILL = {"on": True, "off": False}
 STORAGE = "runs"  # the folder of the default MLflow store, as for `hrnas search` and `hrnas ablate`
