@@ -157,9 +157,11 @@ class Progress:
     step also prints FIRST_STEP (bench/scale.py times a trial's start-up by it)."""
 
     FIRST_STEP = "first training step done"
+    LOG_EVERY_S = 60.0  # without a terminal (a log file), a step line at most this often
 
     def __init__(self, epochs: int, quiet: bool = False) -> None:
         self.epochs, self.quiet, self.start, self.stepped = epochs, quiet, time.perf_counter(), False
+        self.logged = self.start
 
     def step(self, epoch: int, done: int, total: int, loss: float) -> None:
         if self.quiet:
@@ -168,6 +170,10 @@ class Progress:
             self.stepped = True
             print(f"  {self.FIRST_STEP} ({time.perf_counter() - self.start:.1f} s after the model)", file=sys.stderr)
         if not sys.stderr.isatty():
+            now = time.perf_counter()
+            if now - self.logged >= self.LOG_EVERY_S and done < total:
+                self.logged = now
+                print(f"  epoch {epoch + 1}/{self.epochs} step {done}/{total} loss {loss:.5f}", file=sys.stderr)
             return
         width = 30
         fill = int(width * done / total)
