@@ -157,7 +157,7 @@ def test_ddp_follows_the_one_process_curve_and_resumes_after_ctrl_c(tmp_path):
 def test_ddp_on_the_synthetic_default(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "hrnas.cli", "train", *TINY_ARGS, "--input", "64x64", "--epochs", "1", "--ddp", "2",
-         "--json"],
+         "--max-steps", "10", "--json"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -165,6 +165,32 @@ def test_ddp_on_the_synthetic_default(tmp_path):
     assert "epoch 1/1" in done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 1 and 0.0 <= summary["ap"] <= 1.0
+
+
+def test_a_supernet_trains_as_two_ray_train_workers(tmp_path):
+    """`hrnas supernet train --ddp 2`: both ranks draw the same genomes and average their gradients; rank 0 scores,
+    checkpoints, and its records reach the MLflow run after the training."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.test_supernet_training import TINY_SPACE
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(json.dumps(TINY_SPACE))
+    out, store = tmp_path / "sn", tmp_path / "store"
+    args = ["--space", str(space), "--budget", "none", "--sandwich", "1", "--calibration", "8", "--epochs", "2",
+            "--max-steps", "2", "--out", str(out), "--storage", str(store), "--json"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "hrnas.cli", "supernet", "train", "--data", MINI_DATA, "--input", "64x64", "--batch",
+         "4", "--threads", "1", "--ddp", "2", *args],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 2 and set(summary["tracked"]) == {"largest", "smallest"}
+    assert (out / "supernet.pt").is_file() and ray_processes(out) == []
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("hrnas-supernet").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "ap.largest")] == [1, 2]
 
 
 @pytest.mark.parametrize(

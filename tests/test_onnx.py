@@ -52,7 +52,8 @@ def _export_and_compare(tmp_path, arch, genes, size="128x96"):
 
 @pytest.mark.parametrize("arch", PRESETS)
 def test_preset_exports_and_matches(tmp_path, arch):
-    _export_and_compare(tmp_path, arch, [])
+    # The -30 presets are the -18 ones' ops at full depth: exported whole, at a smaller input (3x faster)
+    _export_and_compare(tmp_path, arch, [], "64x64" if arch.endswith("-30") else "128x96")
 
 
 @pytest.mark.parametrize(("arch", "genes"), HYBRIDS, ids=[" ".join(g) for _, g in HYBRIDS])
