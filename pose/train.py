@@ -197,6 +197,34 @@ class Progress:
         print(f"\r  epoch {epoch + 1}/{self.epochs}  {text}  ETA {eta:.0f}s", file=sys.stderr, flush=True)
 
 
+@dataclass
+class TrainingBatches:
+    """A run's training batches: the loader over the training split, its sampler (`set_epoch` before each epoch),
+    the optimizer steps per epoch, the worker count and the decoded-image cache (shared with validation)."""
+
+    loader: torch.utils.data.DataLoader
+    sampler: EpochSampler
+    per_epoch: int
+    workers: int
+    cache: ImageCache
+
+
+def training_batches(
+    data: Data, recipe: Recipe, device: Device, replicas: Replicas, loading: Loading, first_epoch: int
+) -> TrainingBatches:
+    """The training batches of `recipe` (augmented, seeded, limited to `max_steps` per epoch), starting at
+    `first_epoch`, with `loading`'s workers and this replica's share of every global batch."""
+    workers = loading.worker_count(recipe.threads, device)
+    cache = ImageCache(loading.image_share(workers))
+    dataset = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
+    per_epoch = min(math.ceil(len(dataset) / recipe.batch), recipe.max_steps or math.inf)
+    limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
+    sampler = EpochSampler(len(dataset), shuffle=True, seed=recipe.seed, limit=limit)
+    drop_last = len(dataset) > recipe.batch
+    loader = make_loader(dataset, sampler, recipe.batch, workers, device, drop_last, recipe.seed, first_epoch, replicas)
+    return TrainingBatches(loader, sampler, int(per_epoch), workers, cache)
+
+
 def train(
     genome: Genome,
     data: Data,
@@ -226,15 +254,9 @@ def train(
         net.load_state_dict(initial)
     model = DistributedDataParallel(net) if replicas.world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    workers = loading.worker_count(recipe.threads, device)
-    cache = ImageCache(loading.image_share(workers))
     if recipe.loss not in LOSSES:
         raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
     loss_fn, denominator = LOSSES[recipe.loss].loss, LOSSES[recipe.loss].denominator
-    train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
-    val_set = TopDownDataset(
-        data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=CropCache(loading.crop_share(workers))
-    )
     history: list[dict] = []
     first_epoch = 0
     scaler = device.grad_scaler()
@@ -249,13 +271,10 @@ def train(
             scaler.load_state_dict(state["scaler"])
         history = json.loads(state["history"])
         first_epoch = len(history)
-    per_epoch = min(math.ceil(len(train_set) / recipe.batch), recipe.max_steps or math.inf)
-    limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
-    sampler = EpochSampler(len(train_set), shuffle=True, seed=recipe.seed, limit=limit)
-    drop_last = len(train_set) > recipe.batch
-    loader = make_loader(
-        train_set, sampler, recipe.batch, workers, device, drop_last, recipe.seed, first_epoch, replicas
-    )
+    batches = training_batches(data, recipe, device, replicas, loading, first_epoch)
+    workers, sampler, loader, per_epoch = batches.workers, batches.sampler, batches.loader, batches.per_epoch
+    crops = CropCache(loading.crop_share(workers))
+    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=batches.cache, sigma=recipe.sigma, crops=crops)
     # Validation batches as large as the training ones: a no-grad forward of them (with its flipped copy) needs far
     # less memory than the training step, so validation never raises the trial's peak (64 did by 0.3 GB at 256x192).
     val_batch = recipe.batch

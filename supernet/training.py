@@ -11,7 +11,6 @@ Data-parallel replicas sample the same genomes at every step and average their g
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -24,11 +23,10 @@ import torch.distributed as dist
 import yaml
 
 from blocks.network import keep_freed_memory, prepare_for_training, prepare_input
-from pose.dataset import ImageCache, TopDownDataset
 from pose.device import CPU, Device
-from pose.loading import ALONE, DEFAULT_LOADING, EpochSampler, Loading, Replicas, make_loader
+from pose.loading import ALONE, DEFAULT_LOADING, Loading, Replicas
 from pose.losses import LOSSES
-from pose.train import Data, Progress, Recipe, batch_share, learning_rate, sum_over_replicas
+from pose.train import Data, Progress, Recipe, batch_share, learning_rate, sum_over_replicas, training_batches
 from search_space.budget import Budget, parse_budget
 from search_space.genome import Genome
 from search_space.presets import load_preset
@@ -176,18 +174,10 @@ def train_supernet(
         history = json.loads(state["history"])
     first_epoch = len(history)
 
-    workers = loading.worker_count(recipe.threads, device)
-    cache = ImageCache(loading.image_share(workers))
     task = LOSSES[recipe.loss]
     distill = DISTILLATION[recipe.loss] if options.distill else None
-    train_set = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
-    per_epoch = min(math.ceil(len(train_set) / recipe.batch), recipe.max_steps or math.inf)
-    limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
-    sampler = EpochSampler(len(train_set), shuffle=True, seed=recipe.seed, limit=limit)
-    drop_last = len(train_set) > recipe.batch
-    loader = make_loader(
-        train_set, sampler, recipe.batch, workers, device, drop_last, recipe.seed, first_epoch, replicas
-    )
+    batches = training_batches(data, recipe, device, replicas, loading, first_epoch)
+    sampler, loader, per_epoch = batches.sampler, batches.loader, batches.per_epoch
     tracked = tracked_genomes(source.space, pool)
     scoring = scoring_set(data, recipe, options.calibration) if replicas.rank == 0 else None
     total_iters = per_epoch * recipe.epochs
