@@ -185,6 +185,8 @@ class Progress:
         )
 
     def epoch(self, epoch: int, record: dict, first_epoch: int) -> None:
+        if self.quiet:  # a data-parallel rank other than 0: its record has no AP
+            return
         self.line(epoch, f"loss {record['loss']:.5f}  AP {record['ap']:.3f}  {record['images_per_second']:.1f} img/s",
                   first_epoch)  # fmt: skip
 
