@@ -16,18 +16,23 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
+# Python puts this script's folder first on the path, and this file's name is the `supernet` package's: look past it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from blocks.network import PoseNet, keep_freed_memory, prepare_for_training, prepare_input
-from pose.train import Recipe, load_data
-from search_space.presets import PRESETS, load_preset
-from search_space.space import DEFAULT_SPACE, SearchSpace
-from supernet.calibrate import DEFAULT_CALIBRATION
-from supernet.model import SuperNet
-from supernet.score import score, scoring_set
-from supernet.sharing import shared_shapes
+import torch  # noqa: E402
+
+from blocks.network import PoseNet, keep_freed_memory, prepare_for_training, prepare_input  # noqa: E402
+from pose.train import Recipe, load_data  # noqa: E402
+from search_space.presets import PRESETS, load_preset  # noqa: E402
+from search_space.space import DEFAULT_SPACE, SearchSpace  # noqa: E402
+from supernet.calibrate import DEFAULT_CALIBRATION  # noqa: E402
+from supernet.model import SuperNet  # noqa: E402
+from supernet.score import score, scoring_set  # noqa: E402
+from supernet.sharing import shared_shapes  # noqa: E402
 
 TARGETS = {"ratio": 1.25, "score_s": 10.0}
 
