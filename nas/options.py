@@ -8,9 +8,11 @@ values. Nothing downstream parses or checks them again.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shlex
 import socket
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -60,6 +62,27 @@ def describe_command(argv: list[str], script: str) -> str:
 def resume_command(command: str) -> str:
     """The command that continues an interrupted job: its own command line with --resume."""
     return command if command.endswith(" --resume") else f"{command} --resume"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """The git revision of a checkout, or the installed package's version (a pip install is no checkout, and the
+    git repository around its site-packages, if any, is somebody else's)."""
+    if (ROOT / ".git").exists():
+        try:
+            done = subprocess.run(
+                ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+            if done.stdout.strip():
+                return done.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        return f"hrnas {importlib.metadata.version('hrnas')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 # ---- checks of what is outside the process ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from nas.tune_run import code_version
+from nas.options import code_version
 
 KIND = "supernet"
 

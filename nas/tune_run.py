@@ -7,11 +7,9 @@ runs say they were not finished); then make MLflow agree with Tune's final state
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shutil
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,13 +22,11 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from nas.options import RunOptions, SearchError, TrialResources, resume_command, say
+from nas.options import RunOptions, SearchError, TrialResources, code_version, resume_command, say
 from nas.ray_common import EXIT_INTERRUPTED, ray_instance, recipe_config
 from nas.tracking import SearchTracker
 from nas.trial import TRAINING_DIR, flat_config, train_trial
 from pose.train import Recipe
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def trial_config(options: RunOptions, recipe: Recipe) -> dict:
@@ -49,24 +45,6 @@ def resource_params(options: RunOptions) -> dict:
         "amp": resources.amp,
         "ddp_per_trial": options.ddp_per_trial,
     }
-
-
-def code_version() -> str:
-    """The git revision of a checkout, or the installed package's version (a pip install is no checkout, and the
-    git repository around its site-packages, if any, is somebody else's)."""
-    if (ROOT / ".git").exists():
-        try:
-            done = subprocess.run(
-                ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
-            )
-            if done.stdout.strip():
-                return done.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    try:
-        return f"hrnas {importlib.metadata.version('hrnas')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @contextmanager
