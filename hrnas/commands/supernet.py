@@ -29,12 +29,14 @@ from hrnas.commands.train import (
     add_device_arguments,
     add_loading_arguments,
     add_recipe_arguments,
+    device_from_args,
     loading_from_args,
     recipe_from_args,
+    val_boxes_from_args,
 )
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
-from pose.coco import DataError, absolute_data, parse_data
+from pose.coco import absolute_data, parse_data
 from pose.device import resolve_device
 from pose.loading import ALONE
 from pose.train import load_data, training_result
@@ -128,13 +130,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     options = supernet_recipe_from_args(args)
     options.parsed_budget()  # a malformed budget is an error now, not after the data are loaded
     loading = loading_from_args(args)
-    device = resolve_device(args.device, args.amp)
-    if args.ddp is not None:
-        from nas.ddp import check_ddp
-
-        check_ddp(args.ddp, recipe.batch, args.device, device)
-    elif args.address:
-        raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
+    device = device_from_args(args, recipe)
     out = check_writable(Path(args.out), "--out", folder=True)
     data_source = parse_data(args.data, args.val)
     if (out / CHECKPOINT).is_file():  # another space, recipe or options: refused before the data are loaded
@@ -146,9 +142,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
 
     tracking_uri = args.tracking_uri or local_store(args.storage)
     check_tracking_uri(tracking_uri)
-    boxes = Path(args.val_boxes) if args.val_boxes else None
-    if boxes is not None and not boxes.is_file():
-        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
+    boxes = val_boxes_from_args(args)
     data = load_data(data_source, detections=boxes, box_threshold=args.box_threshold)
     print(f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons on {device.describe()}",
           file=sys.stderr)  # fmt: skip

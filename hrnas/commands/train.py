@@ -23,7 +23,7 @@ from hrnas.paths import check_writable
 from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
-from pose.device import AMPS, DEVICES, resolve_device
+from pose.device import AMPS, DEVICES, Device, resolve_device
 from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES, MIB, Loading
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
@@ -192,25 +192,38 @@ def loading_from_args(args: argparse.Namespace) -> Loading:
     return Loading(args.workers, args.cache_mb * MIB, args.crop_cache_mb * MIB)
 
 
+def device_from_args(args: argparse.Namespace, recipe: Recipe) -> Device:
+    """--device and --amp resolved, and --ddp / --address checked against them and the batch (Ray is imported
+    only for --ddp)."""
+    device = resolve_device(args.device, args.amp)
+    if args.ddp is not None:
+        from nas.ddp import check_ddp
+
+        check_ddp(args.ddp, recipe.batch, args.device, device)
+    elif args.address:
+        raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
+    return device
+
+
+def val_boxes_from_args(args: argparse.Namespace) -> Path | None:
+    """The --val-boxes detections file, checked before the data (which may take minutes to generate)."""
+    boxes = Path(args.val_boxes) if args.val_boxes else None
+    if boxes is not None and not boxes.is_file():
+        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
+    return boxes
+
+
 def train_command(args: argparse.Namespace) -> dict:
     """Check every input (the output folder included), then train, print the metrics and return the summary."""
     genome = architecture_from_args(args)
     recipe = recipe_from_args(args)
     loading = loading_from_args(args)
-    device = resolve_device(args.device, args.amp)
-    if args.ddp is not None:
-        from nas.ddp import check_ddp  # Ray is imported only for --ddp
-
-        check_ddp(args.ddp, recipe.batch, args.device, device)
-    elif args.address:
-        raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
+    device = device_from_args(args, recipe)
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
     initial = load_model_weights(Path(args.init_from), genome, "--init-from") if args.init_from else None
     if initial is not None and args.ddp is not None:
         raise ValueError("--init-from is for one-process training; leave out --ddp to fine-tune")
-    boxes = Path(args.val_boxes) if args.val_boxes else None
-    if boxes is not None and not boxes.is_file():  # before the data, which may take minutes to generate
-        raise DataError(f"--val-boxes {boxes}: detections file does not exist")
+    boxes = val_boxes_from_args(args)
     data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
     print(f"{args.arch}: {genome.compact()} on {device.describe()}", file=sys.stderr)
     print(
