@@ -2,7 +2,8 @@
 
 import sys
 
-from hrnas.commands.train import main
-
 if __name__ == "__main__":
+    del sys.path[0]  # this script's folder: experiments/supernet.py would shadow the `supernet` package
+    from hrnas.commands.train import main
+
     sys.exit(main())

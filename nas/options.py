@@ -36,6 +36,10 @@ fits in minutes. Half the batch gives a one-epoch trial twice the optimiser step
 keeps those steps stable; the ranking of genomes, not their final AP, is what a trial must get right."""
 
 SCHEDULERS = ("fifo", "asha")  # built in nas.schedulers (Ray is imported only once the inputs are known good)
+STRATEGIES = ("trials", "one-shot")  # how a genome gets its AP: its own short training, or inherited supernet weights
+SAMPLERS = ("auto", "tpe", "nsga2")  # built in nas.searcher; auto: TPE for trials, NSGA-II for one-shot
+ONE_SHOT_EVALUATIONS = 150  # genomes a one-shot search scores by default
+SEARCH_SUPERNET_EPOCHS = 3  # the supernet a one-shot search trains when it is given none (supernet.py's default)
 
 
 class SearchError(ValueError):
@@ -218,9 +222,8 @@ class RunArgs:
 
     def absolute(self) -> RunArgs:
         """A copy with its paths absolute: trials, and a resumed job, may run in another working directory."""
-        files = {
-            name: str(Path(getattr(self, name)).resolve()) for name in self.FILES if Path(getattr(self, name)).exists()
-        }
+        given = {name: getattr(self, name) for name in self.FILES if getattr(self, name) is not None}
+        files = {name: str(Path(value).resolve()) for name, value in given.items() if Path(value).exists()}
         return replace(self, data=absolute_data(self.data), storage=str(Path(self.storage).resolve()), **files)
 
     @property
@@ -338,15 +341,22 @@ class SearchArgs(RunArgs):
     trials: int = 10
     epochs: int = SEARCH_FIDELITY.epochs
     input: str = hw_text(SEARCH_FIDELITY.input_hw)
-    batch: int = SEARCH_FIDELITY.batch
-    lr: float = SEARCH_FIDELITY.lr
+    batch: int | None = None  # None: the strategy's (trials: SEARCH_FIDELITY's; one-shot: the supernet's, Recipe's)
+    lr: float | None = None
     convention: str = "torchstat"
     scheduler: str = "fifo"
     experiment: str = "hrnas-search"
+    strategy: str = "trials"
+    sampler: str = "auto"
+    evaluations: int = ONE_SHOT_EVALUATIONS  # one-shot: genomes scored (trials: --trials)
+    supernet: str | None = None  # one-shot: a trained supernet folder (None: train one, cached under --storage)
+    supernet_epochs: int = SEARCH_SUPERNET_EPOCHS  # one-shot without --supernet: the supernet's training
+    supernet_steps: int | None = None  # ... cut to this many steps per epoch (None: whole epochs)
+    calibration: int = 256  # one-shot: BatchNorm calibration images per scored genome
     STATE_FILE = "search.json"
     KIND = "search"
     ELSEWHERE = "another --experiment or --storage"
-    FILES = ("space",)
+    FILES = ("space", "supernet")
 
     @property
     def folder(self) -> Path:
@@ -358,28 +368,101 @@ class SearchArgs(RunArgs):
             raise SearchError(f"--convention {self.convention!r}: choose one of {', '.join(CONVENTIONS)}")
         if self.scheduler not in SCHEDULERS:
             raise SearchError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        if self.strategy not in STRATEGIES:
+            raise SearchError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.sampler not in SAMPLERS:
+            raise SearchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.supernet is not None and self.strategy != "one-shot":
+            raise SearchError("--supernet: only a one-shot search scores with a supernet; add --strategy one-shot")
         space = SearchSpace.from_file(self.space)
-        _at_least_one(trials=self.trials)
-        recipe = self.parse_recipe(SEARCH_FIDELITY, self.epochs, self.batch, self.lr)
+        _at_least_one(trials=self.trials, evaluations=self.evaluations, calibration=self.calibration)
+        one_shot = self.parse_one_shot(space) if self.strategy == "one-shot" else None
+        # trials train at SEARCH_FIDELITY; a one-shot search's own supernet (if it is given none) at supernet.py's
+        # defaults
+        base = SEARCH_FIDELITY if one_shot is None else replace(Recipe(), max_steps=self.supernet_steps)
+        recipe = self.parse_recipe(
+            base,
+            self.epochs if one_shot is None else self.supernet_epochs,
+            base.batch if self.batch is None else self.batch,
+            base.lr if self.lr is None else self.lr,
+        )
         return SearchOptions(
             args=self,
             budget=budget,
             space=space,
-            trials=self.trials,
+            trials=self.evaluations if one_shot else self.trials,
             convention=self.convention,
             scheduler=self.scheduler,
             recipe=recipe,
+            strategy=self.strategy,
+            sampler=self.sampler if self.sampler != "auto" else ("nsga2" if one_shot else "tpe"),
+            one_shot=one_shot,
             **self.parse_place(),
         )
+
+    def parse_one_shot(self, space: SearchSpace) -> OneShot:
+        """The supernet a one-shot search scores with: the given folder (checked: a checkpoint of this space), or
+        the cached one this search trains first."""
+        if self.scheduler != "fifo":
+            raise SearchError(
+                f"--scheduler {self.scheduler}: a one-shot score has no epochs to stop early at; use fifo"
+            )
+        if self.ddp_per_trial > 1:
+            raise SearchError("--ddp-per-trial: one-shot scoring trains nothing; leave it out")
+        if self.supernet is None:
+            _at_least_one(supernet_epochs=self.supernet_epochs)
+            if self.supernet_steps is not None:
+                _at_least_one(supernet_steps=self.supernet_steps)
+            return OneShot(None, self.calibration)
+        folder = Path(self.supernet).resolve()
+        check_supernet(folder, space, absolute_data(self.data))
+        return OneShot(folder, self.calibration)
+
+
+def check_supernet(folder: Path, space: SearchSpace, data: str) -> None:
+    """--supernet must hold a supernet of the search's space trained on the search's data."""
+    from supernet.training import CHECKPOINT, SpaceSource, read_meta
+
+    if not (folder / CHECKPOINT).is_file():
+        raise SearchError(
+            f"--supernet {folder}: no {CHECKPOINT} there; give the --out folder of `hrnas supernet train`, or leave "
+            "out --supernet to train one for this search"
+        )
+    trained = SpaceSource.from_text(read_meta(folder / CHECKPOINT)["space"], f"{folder} (space)").space
+    if (trained.base, trained.choices) != (space.base, space.choices):
+        raise SearchError(
+            f"--supernet {folder} was trained on space {trained.name!r}, not on this search's space {space.name!r}: "
+            "pass that space's YAML with --space, or leave out --supernet to train a supernet of this space"
+        )
+    saved = folder / "data.json"
+    trained_on = json.loads(saved.read_text()).get("data", "synthetic") if saved.is_file() else "synthetic"
+    if absolute_data(trained_on) != data:
+        raise SearchError(
+            f"--supernet {folder} was trained on --data {trained_on}, this search scores on --data {data}: give the "
+            "same --data, or leave out --supernet to train a supernet on this data"
+        )
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """How a one-shot search gets its supernet and scores genomes with it."""
+
+    supernet: Path | None  # a trained supernet's folder; None: train (or reuse) the cached one (`recipe`)
+    calibration: int  # BatchNorm calibration images per scored genome
 
 
 @dataclass(frozen=True, kw_only=True)
 class SearchOptions(RunOptions):
+    """`recipe`: the trials' training, or for one-shot the training of the supernet the search trains if given none."""
+
     budget: Budget
     space: SearchSpace
-    trials: int
+    trials: int  # genomes to train (trials) or score (one-shot)
     convention: str
     scheduler: str
+    strategy: str = "trials"
+    sampler: str = "tpe"
+    one_shot: OneShot | None = None  # set exactly for --strategy one-shot
 
 
 # ---- ablation -------------------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from ray import tune
 from analysis.runs import Search, child_runs, pareto_rows, write_search_report
 from nas.front import print_front
 from nas.gate import BudgetGate
+from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import SearchOptions, say
 from nas.progress import SearchProgress
-from nas.ray_common import quiet_console
+from nas.ray_common import EXIT_INTERRUPTED, quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.tracking import SearchTracker
@@ -29,6 +30,8 @@ from nas.tune_run import before_first_trial, fit, open_parent, ray_session, reso
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
+
+FINISHED_GENOMES = "finished-genomes.json"  # in the search folder, written on --resume for the restored searcher
 
 
 def anchors_for(space: SearchSpace, gate: BudgetGate) -> tuple[list[dict[str, str]], dict[str, str], list[str]]:
@@ -66,36 +69,60 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if options.source is None:
             started = time.perf_counter()
             say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
+    supernet = None
+    if options.one_shot is not None:
+        try:
+            supernet = ensure_supernet(options)
+        except KeyboardInterrupt:
+            say("\nThe search was interrupted while its supernet trained; the finished epochs are kept: run the same "
+                "command again to continue.")  # fmt: skip
+            raise SystemExit(EXIT_INTERRUPTED) from None
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
     rejections = folder / "rejected.jsonl"
     with ray_session(options) as concurrency:
         experiment_id, parent_id = open_parent(
-            client, options, state, f"search {options.budget.text} {space.name}", *parent_fields(options)
+            client, options, state, f"search {options.budget.text} {space.name}", *parent_fields(options, supernet)
         )
         if not resume:
             client.log_artifact(parent_id, str(options.args.space), "space")
-        tracker = SearchTracker(options.tracking_uri, experiment_id, parent_id, anchor_names)
+        child_tags = {"strategy": options.strategy, **({"inherited": "true"} if supernet else {})}
+        tracker = SearchTracker(options.tracking_uri, experiment_id, parent_id, anchor_names, child_tags)
         progress = SearchProgress(options.trials, concurrency, rejections, options.convention)
 
+        config = trial_config(options, options.recipe)
+        if supernet is not None:
+            config.update(supernet=str(supernet.folder), calibration=options.one_shot.calibration)
+
+        finished = folder / FINISHED_GENOMES
+        if resume:  # what the restored searcher must not hand out again (BudgetedSearcher.restore)
+            runs = child_runs(client, experiment_id, parent_id)
+            finished.write_text(json.dumps([r.data.tags["genome"] for r in runs if r.info.status == "FINISHED"]))
+
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
+            searcher = BudgetedSearcher(
+                space, gate, anchors, options.recipe.seed, rejections, sampler=options.sampler,
+                limit=options.trials, finished_file=finished,
+            )  # fmt: skip
             return tune.Tuner(
                 trainable,
-                param_space=trial_config(options, options.recipe),
+                param_space=config,
                 tune_config=tune.TuneConfig(
-                    search_alg=BudgetedSearcher(space, gate, anchors, options.recipe.seed, rejections),
+                    search_alg=searcher,
                     num_samples=options.trials,
                     max_concurrent_trials=concurrency,
                     scheduler=scheduler_for(options),
+                    reuse_actors=supernet is not None,  # a worker keeps its loaded supernet for the next genome
                 ),
                 run_config=run_config,
             )
 
-        fit(options, "search", options.experiment, new_tuner, tracker, [progress], resume, parent_id)
-    return finish(client, options, experiment_id, parent_id)
+        score = supernet is not None
+        fit(options, "search", options.experiment, new_tuner, tracker, [progress], resume, parent_id, score)
+    return finish(client, options, experiment_id, parent_id, supernet)
 
 
-def parent_fields(options: SearchOptions) -> tuple[dict, dict]:
+def parent_fields(options: SearchOptions, supernet: ReadySupernet | None = None) -> tuple[dict, dict]:
     """Tags and params of a search's parent run."""
     args = options.args
     params = {
@@ -110,12 +137,21 @@ def parent_fields(options: SearchOptions) -> tuple[dict, dict]:
         "data": options.data,
         "seed": options.recipe.seed,
         "scheduler": options.scheduler,
+        "strategy": options.strategy,
+        "sampler": options.sampler,
         **resource_params(options),
     }
-    return {"kind": "search", "command": options.command}, params
+    tags = {"kind": "search", "command": options.command, "strategy": options.strategy}
+    if supernet is not None:
+        params.update(supernet=str(supernet.folder), calibration=options.one_shot.calibration)
+        if supernet.run_id:
+            tags["supernet_run_id"] = supernet.run_id
+    return tags, params
 
 
-def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, parent_id: str) -> dict:
+def finish(
+    client: MlflowClient, options: SearchOptions, experiment_id: str, parent_id: str, supernet: ReadySupernet | None
+) -> dict:
     folder = options.folder
     search = Search(client.get_run(parent_id), child_runs(client, experiment_id, parent_id))
     runs, eligible, front = search.runs, search.eligible, search.front
@@ -152,6 +188,9 @@ def finish(client: MlflowClient, options: SearchOptions, experiment_id: str, par
         "budget_raw": options.budget.raw,
         "convention": options.convention,
         "hypervolume": hv,
+        "strategy": options.strategy,
+        "supernet": str(supernet.folder) if supernet else None,
+        "supernet_reused": supernet.reused if supernet else None,
         **counts,
         "pareto": [
             {

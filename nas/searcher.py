@@ -1,9 +1,9 @@
 """A Tune searcher over Optuna's public ask/tell, behind the budget gate: an over-budget or invalid genome never
 becomes a trial.
 
-Each suggestion is asked of an Optuna study (multi-objective TPE: maximise AP, minimise FLOPs), its genes sampled
-define-by-run (a conditional gene only where it changes the network), its genome built and its complexity computed
-at the canonical input. A genome over budget (or an invalid gene combination) is told to Optuna at once as an
+Each suggestion is asked of an Optuna study (multi-objective TPE or NSGA-II: maximise AP, minimise FLOPs), its genes
+sampled define-by-run (a conditional gene only where it changes the network), its genome built and its complexity
+computed at the canonical input. A genome over budget (or an invalid gene combination) is told to Optuna at once as an
 infeasible trial (its `budget` constraint > 0: the amount over budget), so the sampler learns to avoid it, and
 Optuna is asked again: the Tune trial slot is never used. Rejections are appended to a JSONL file so that the driver
 can count and log them, also across a resumed search. The presets of the space under budget are enqueued, so they
@@ -32,6 +32,30 @@ METRICS, MODES = ["ap", "flops"], ["max", "min"]
 EXPLORE_AFTER = 10  # duplicates in a row after which the next samples are drawn uniformly
 
 
+NSGA2_POPULATION = 20  # genomes per NSGA-II generation (a one-shot search of 150 scores runs 7 or 8 of them)
+
+
+def tpe_sampler(seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        # `group` is marked experimental (not deprecated) in Optuna; it is what conditional genes need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,  # conditional genes: model each set of co-occurring genes together
+            n_startup_trials=startup_trials,
+        )
+
+
+def nsga2_sampler(seed: int, startup_trials: int) -> optuna.samplers.BaseSampler:
+    """Many cheap evaluations (one-shot scores): a genetic search over whole generations; the budget constraint
+    (`trial.set_constraint`) ranks infeasible genomes last."""
+    return optuna.samplers.NSGAIISampler(population_size=NSGA2_POPULATION, seed=seed)
+
+
+SAMPLERS = {"tpe": tpe_sampler, "nsga2": nsga2_sampler}
+
+
 class TooManyRejections(SearchError):
     """The sampler keeps proposing genomes the gate refuses: the budget admits too little of the space."""
 
@@ -46,20 +70,18 @@ class BudgetedSearcher(Searcher):
         rejections_file: Path,
         max_rejections: int = 300,
         startup_trials: int = 5,
+        sampler: str = "tpe",
+        limit: int | None = None,
+        finished_file: Path | None = None,
     ) -> None:
+        """`limit`: genomes to hand out in all (None: as many as Tune asks for). `finished_file`: a JSON list of
+        compact genomes that finished in an earlier run of this search, read on restore (see `restore`)."""
         super().__init__(metric=list(METRICS), mode=list(MODES))
         self.space, self.gate, self.rejections_file = space, gate, rejections_file
         self.max_rejections = max_rejections
-        with warnings.catch_warnings():
-            # `group` is marked experimental (not deprecated) in Optuna; it is what conditional genes need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                seed=seed,
-                multivariate=True,
-                group=True,  # conditional genes: model each set of co-occurring genes together
-                n_startup_trials=startup_trials,
-            )
-        self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        self.limit, self.finished_file = limit, finished_file
+        sampler_of = SAMPLERS[sampler](seed, startup_trials)
+        self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler_of)
         for params in anchors:
             self.study.enqueue_trial(params)
         self.random = random.Random(seed)
@@ -77,7 +99,7 @@ class BudgetedSearcher(Searcher):
         return dict(trial.params)
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.exhausted:
+        if self.exhausted or (self.limit is not None and len(self.suggested) >= self.limit):
             return Searcher.FINISHED
         duplicates = 0
         for _ in range(self.max_rejections):
@@ -147,3 +169,7 @@ class BudgetedSearcher(Searcher):
             state = pickle.load(f)  # written by save() above, in this search's own folder
         for name in self.STATE:
             setattr(self, name, state[name])
+        # A driver killed between a trial's end (its MLflow run FINISHED) and Tune's next save of this state would
+        # hand that genome out again, as a new trial and a duplicate run: the driver lists the finished genomes.
+        if self.finished_file is not None and self.finished_file.is_file():
+            self.suggested.update(json.loads(self.finished_file.read_text()))

@@ -6,16 +6,24 @@ this process only (per epoch as they come, or, for --ddp, rank 0's records after
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from nas.options import code_version
+from analysis.curves import plot_supernet_curves
+from nas.options import code_version, say
+from pose.device import Device
+from pose.train import Data, Recipe, training_result
+from supernet.sampling import Candidates
+from supernet.training import CHECKPOINT, SpaceSource, SupernetRecipe
 
 KIND = "supernet"
+RESULT = "result.json"  # in a supernet's folder: the summary and per-epoch history of its training
 
 
 class SupernetTracker:
@@ -23,7 +31,7 @@ class SupernetTracker:
     found again (by its `out` tag) and continued when the training resumes."""
 
     def __init__(self, tracking_uri: str, experiment: str, storage: Path, out: Path) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.client, self.tracking_uri = MlflowClient(tracking_uri), tracking_uri
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             artifacts = (storage / "mlartifacts").as_uri()
@@ -69,3 +77,76 @@ class SupernetTracker:
 
     def tag(self, tags: dict) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def supernet_params(
+    source: SpaceSource,
+    pool: Candidates,
+    recipe: Recipe,
+    options: SupernetRecipe,
+    data: Data,
+    device: Device,
+    augment: str,
+    ddp: int = 1,
+) -> dict:
+    """A supernet run's params: the space and its sampling, the recipe and where it trained."""
+    return {
+        "space": source.space.name,
+        "sampled_genomes": len(pool.genomes),
+        "largest": pool.largest.compact(),
+        "smallest": pool.smallest.compact(),
+        "input": f"{recipe.input_hw[0]}x{recipe.input_hw[1]}",
+        **{k: getattr(recipe, k) for k in ("epochs", "batch", "lr", "loss", "seed", "max_steps")},
+        "augment": augment,
+        "sandwich": options.sandwich,
+        "distill": options.distill,
+        "budget": options.budget,
+        "calibration": options.calibration,
+        "data": data.description,
+        "device": str(device.device),
+        "amp": device.amp_name,
+        "ddp": ddp,
+    }
+
+
+def train_logged(
+    tracker: SupernetTracker,
+    source: SpaceSource,
+    out: Path,
+    params: dict,
+    tracked: dict[str, str],
+    command: str,
+    data_args: dict,
+    train: Callable[[Callable[[dict], None]], dict],
+) -> dict:
+    """Run `train(on_epoch)` (which trains into `out`, resuming from its checkpoint) inside the supernet's MLflow run:
+        per-epoch metrics, then the checkpoint, the curves and result.json as artifacts. `tracked`: the genomes scored
+    after each epoch (name -> compact genome). `data_args` ({data, val}) is
+        written to <out>/data.json (what `hrnas supernet eval` scores on by default). Returns the summary."""
+    run_id = tracker.start(f"supernet-{source.space.name}", params, {"command": command}, source.text)
+    say(f"MLflow run {run_id} of the supernet ({tracker.tracking_uri})")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.json").write_text(json.dumps(data_args))
+    try:
+        result = train(tracker.epoch)
+        for record in tracker.missing_epochs(result["history"]):  # a --ddp training logs after the run
+            tracker.epoch(record)
+    except BaseException:
+        tracker.finish([], "KILLED")
+        raise
+    epochs = int(params["epochs"])
+    result = {**training_result(result["history"], epochs), "tracked": tracked}
+    files = [out / CHECKPOINT]
+    if any(key.startswith("ap.") for key in result):
+        files.append(plot_supernet_curves(result["history"], out / "curves.png", f"supernet of {source.space.name}"))
+    summary = {
+        **{k: v for k, v in result.items() if k != "history"},
+        "space": source.space.name,
+        "sampled_genomes": params["sampled_genomes"],
+        "seed": params["seed"],
+        "out": str(out),
+        "mlflow_run_id": run_id,
+    }
+    (out / RESULT).write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
+    tracker.finish([*files, out / RESULT])
+    return summary

@@ -20,7 +20,7 @@ from nas.trial import flat_config
 from search_space.genome import Genome
 
 EPOCH_METRICS = (
-    *("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds"),
+    *("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds", "score_seconds"),
     "gpu_peak_mib",  # CUDA trials only
 )
 FINAL_METRICS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
@@ -40,9 +40,17 @@ def _finite(value: Any) -> bool:
 class SearchTracker(tune.Callback):
     """Tune callback mirroring every trial into an MLflow child run of the search's parent run."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, anchors: dict[str, str]) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        anchors: dict[str, str],
+        child_tags: dict[str, str] | None = None,
+    ) -> None:
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
         self.anchors = anchors  # compact genome -> preset name
+        self.child_tags = child_tags or {}  # tags of every child run (a search's strategy)
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}
         self._logged_steps: dict[str, set[tuple[str, int]]] = {}
@@ -95,7 +103,7 @@ class SearchTracker(tune.Callback):
     def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
         """Run name (None: `trial <id>`) and tags that say what a trial is: a preset anchor or an Optuna sample."""
         preset = self.anchors.get(config["genome"])
-        return preset, {"pareto": "false", **({"preset": preset} if preset else {})}
+        return preset, {"pareto": "false", **self.child_tags, **({"preset": preset} if preset else {})}
 
     def log_epoch(self, run_id: str, result: dict) -> None:
         epoch = int(result.get("epoch", 0))

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from ray import tune
 
 from nas.ray_common import FAULTS_ENV, recipe_config, recipe_from_config
 from pose.coco import parse_data
-from pose.device import CPU, resolve_device
-from pose.train import load_data, train
+from pose.device import CPU, Device, resolve_device
+from pose.train import Data, Recipe, load_data, train
 from search_space.genome import Genome
+from supernet.model import SuperNet
+from supernet.score import ScoringSet, score, scoring_set
+from supernet.training import CHECKPOINT, restore
 
 TRAINING_DIR = "training"  # in the Tune trial folder: the trial's checkpoint
 
@@ -64,3 +69,58 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
     device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
     data = load_data(parse_data(config["data"]))
     train(genome, data, recipe, out_dir, lambda record: tune.report(metrics_of(record)), quiet=True, device=device)
+
+
+@dataclass
+class Scorer:
+    """What scoring needs besides the genome, loaded once per worker process (Tune reuses the process for the
+    next one-shot trial): the supernet, its recipe, the data and the calibration and validation crops."""
+
+    supernet: SuperNet
+    recipe: Recipe
+    data: Data
+    prepared: ScoringSet
+    device: Device
+
+
+_SCORERS: dict[tuple, Scorer] = {}
+
+
+def scorer_for(folder: str, data: str, calibration: int, threads: int, device: Device) -> Scorer:
+    key = (folder, data, calibration, threads, str(device.device))
+    if key not in _SCORERS:
+        _SCORERS.clear()  # one supernet per worker at a time
+        supernet, _, recipe, _, _ = restore(Path(folder) / CHECKPOINT, device)
+        recipe = replace(recipe, threads=threads)
+        loaded = load_data(parse_data(data))
+        _SCORERS[key] = Scorer(supernet, recipe, loaded, scoring_set(loaded, recipe, calibration), device)
+    return _SCORERS[key]
+
+
+def score_trial(config: dict) -> None:
+    """Tune function trainable of a one-shot search: scores config['genome'] with the supernet's weights
+    (BatchNorm recalibrated, COCOeval as train.py scores) and reports once."""
+    config = flat_config(config)
+    if injected_fault(config["genome"]) == "crash":
+        raise RuntimeError(f"injected crash ({FAULTS_ENV}) for {config['genome']}")
+    threads = int(config["recipe"]["threads"])
+    torch.set_num_threads(threads)
+    device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))
+    scorer = scorer_for(config["supernet"], config["data"], int(config["calibration"]), threads, device)
+    start = time.perf_counter()
+    stats = score(
+        scorer.supernet, Genome.from_compact(config["genome"]), scorer.data, scorer.recipe,
+        int(config["calibration"]), device, prepared=scorer.prepared,
+    )  # fmt: skip
+    metrics = {k: v for k, v in stats.items() if isinstance(v, int | float) and k not in {"flops", "params"}}
+    tune.report(
+        {
+            **metrics,
+            "flops": config["flops"],  # in the search's convention (the score's own is torchstat)
+            **config["cost"],
+            "score_seconds": time.perf_counter() - start,
+            "epoch": 1,
+            "epochs_total": 1,
+            "complete": True,
+        }
+    )

@@ -133,6 +133,17 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return state
 
 
+def read_meta(path: Path) -> dict:
+    """A supernet checkpoint's meta (space, recipes, data) without reading its weights into memory (mmap)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no supernet checkpoint ({CHECKPOINT}) there; train one with "
+                                "`hrnas supernet train --out DIR`")  # fmt: skip
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict) or "meta" not in state:
+        raise ValueError(f"{path} is not a supernet checkpoint (written by `hrnas supernet train`)")
+    return state["meta"]
+
+
 def train_supernet(
     source: SpaceSource,
     data: Data,
@@ -145,9 +156,11 @@ def train_supernet(
     replicas: Replicas = ALONE,
     loading: Loading = DEFAULT_LOADING,
     pool: Candidates | None = None,
+    track: bool = True,
 ) -> dict:
     """Train the supernet of `source.space`; returns the last epoch's record, the history and the seconds. `pool`:
-    the genomes to sample (default: `supernet.sampling.candidates` of the space within the budget)."""
+    the genomes to sample (default: `supernet.sampling.candidates` of the space within the budget). `track`: score
+    the largest, the smallest and the space's presets after every epoch (off: a search scores its own genomes)."""
     torch.set_num_threads(recipe.threads)
     if device.fast:
         keep_freed_memory()
@@ -179,7 +192,7 @@ def train_supernet(
     batches = training_batches(data, recipe, device, replicas, loading, first_epoch)
     sampler, loader, per_epoch = batches.sampler, batches.loader, batches.per_epoch
     tracked = tracked_genomes(source.space, pool)
-    scoring = scoring_set(data, recipe, options.calibration) if replicas.rank == 0 else None
+    scoring = scoring_set(data, recipe, options.calibration) if replicas.rank == 0 and track else None
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     if not quiet:

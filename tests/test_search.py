@@ -147,15 +147,20 @@ def finished_children(tracking_uri):
     return [r for r in runs if r.info.status == "FINISHED"]
 
 
-def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
-    env = environment(tmp_path)
+def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict) -> dict[str, str]:
+    """Start the search driver, SIGKILL it (and its local Ray) once a trial has finished; returns {trial_id: run_id}
+    of the trials finished by then."""
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     driver = subprocess.Popen(
-        search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2"),
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
-        wait_for(lambda: len(finished_children(uri)) >= 1, 300, "a finished trial")
+        # Reading the MLflow store before the driver has created it would race the driver's schema migration;
+        # search.json is written once the search's parent run exists.
+        state = tmp_path / "runs" / "t" / "search.json"
+        wait_for(lambda: state.is_file() or driver.poll() is not None, 300, "the search's parent run")
+        wait_for(lambda: len(finished_children(uri)) >= 1 or driver.poll() is not None, 300, "a finished trial")
+        assert driver.poll() is None, driver.communicate()[1].decode()[-3000:]
         before = {r.data.tags["trial_id"]: r.info.run_id for r in finished_children(uri)}
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
@@ -165,6 +170,13 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, s
         # What the killed driver's local Ray leaves behind is stopped by its session (never `ray stop`).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
+    return before
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
+    env = environment(tmp_path)
+    command = search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2")
+    before = sigkill_after_a_finished_trial(tmp_path, command, env)
     done = run_search(tmp_path, space_file, "--resume", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])

@@ -5,6 +5,8 @@ python experiments/search.py --budget 0.5GFLOPs                      # synthetic
 python experiments/search.py --budget 300MFLOPs --trials 30 --epochs 4 --data /data/coco --input 256x192
 python experiments/search.py --budget 0.5G --address 127.0.0.1:6379 --tracking-uri http://127.0.0.1:5000
 python experiments/search.py --budget 0.5G --resume                  # continue a killed search
+python experiments/search.py --budget 0.5G --strategy one-shot       # score genomes with a supernet trained once
+python experiments/search.py --budget 0.3G --strategy one-shot --supernet runs/supernet --evaluations 300
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 
 from hrnas.commands.trial_options import add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
-from nas.options import SCHEDULERS, SearchArgs, describe_command
+from nas.options import SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, STRATEGIES, SearchArgs, describe_command
+from pose.train import Recipe
 from search_space.complexity import CONVENTIONS
 
 DEFAULTS = SearchArgs(budget="")
@@ -25,11 +28,28 @@ def build_parser() -> Parser:
     p.add_argument("--budget", required=True, help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20)")
     p.add_argument("--space", default=DEFAULTS.space, help="search space YAML (default: the packaged "
                    "default space, search_space/spaces/default.yaml)")  # fmt: skip
+    p.add_argument("--strategy", default=DEFAULTS.strategy, choices=list(STRATEGIES), help="how a genome gets its "
+                   "AP: trials (a short training each, default) or one-shot (inherited weights of a supernet trained "
+                   "once for the space)")  # fmt: skip
     p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
+    p.add_argument("--evaluations", type=int, default=DEFAULTS.evaluations, help="one-shot: genomes scored "
+                   f"(default {DEFAULTS.evaluations})")  # fmt: skip
+    p.add_argument("--supernet", default=None, metavar="DIR", help="one-shot: a supernet (the --out of `hrnas "
+                   "supernet train`) of this space and data; default: train one, cached under --storage")  # fmt: skip
+    p.add_argument("--supernet-epochs", type=int, default=DEFAULTS.supernet_epochs, help="one-shot without "
+                   f"--supernet: epochs of the supernet it trains (default {DEFAULTS.supernet_epochs})")  # fmt: skip
+    p.add_argument("--supernet-steps", type=int, default=None, metavar="N", help="one-shot without --supernet: "
+                   "stop each supernet epoch after N steps (default: whole epochs)")  # fmt: skip
+    p.add_argument("--calibration", type=int, default=DEFAULTS.calibration, help="one-shot: BatchNorm calibration "
+                   f"images per scored genome (default {DEFAULTS.calibration})")  # fmt: skip
+    p.add_argument("--sampler", default=DEFAULTS.sampler, choices=list(SAMPLERS), help="Optuna sampler: auto "
+                   "(TPE for trials, NSGA-II for one-shot; default), tpe, nsga2")  # fmt: skip
     p.add_argument("--data", default=DEFAULTS.data, help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs per trial (default {DEFAULTS.epochs})")
-    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"batch size per trial (default {DEFAULTS.batch})")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
+    p.add_argument("--batch", type=int, default=None, help=f"batch size per trial (default {SEARCH_FIDELITY.batch}) "
+                   f"or of the one-shot supernet (default {Recipe().batch})")  # fmt: skip
+    p.add_argument("--lr", type=float, default=None, help=f"peak Adam learning rate per trial (default "
+                   f"{SEARCH_FIDELITY.lr:g}) or of the one-shot supernet (default {Recipe().lr:g})")  # fmt: skip
     p.add_argument("--input", default=DEFAULTS.input, help=f"training crop HxW (default {DEFAULTS.input}); complexity "
                    "is always counted at 256x192")  # fmt: skip
     p.add_argument("--convention", default=DEFAULTS.convention, choices=list(CONVENTIONS), help="FLOPs convention")

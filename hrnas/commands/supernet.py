@@ -39,7 +39,7 @@ from hrnas.paths import check_writable
 from pose.coco import absolute_data, parse_data
 from pose.device import resolve_device
 from pose.loading import ALONE
-from pose.train import load_data, training_result
+from pose.train import load_data
 from search_space.presets import add_architecture_arguments, architecture_from_args
 from search_space.space import DEFAULT_SPACE
 from supernet.calibrate import DEFAULT_CALIBRATION
@@ -138,7 +138,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
             load_checkpoint(out / CHECKPOINT)["meta"], supernet_meta(source, recipe, options), out / CHECKPOINT
         )
     from nas.options import check_tracking_uri, describe_command, local_store  # MLflow and Ray load after the checks
-    from nas.supernet_run import SupernetTracker
+    from nas.supernet_run import SupernetTracker, supernet_params, train_logged
 
     tracking_uri = args.tracking_uri or local_store(args.storage)
     check_tracking_uri(tracking_uri)
@@ -151,64 +151,26 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
 
     tracker = SupernetTracker(tracking_uri, args.experiment, Path(args.storage).resolve(), out)
-    params = {
-        "space": source.space.name,
-        "sampled_genomes": len(pool.genomes),
-        "largest": tracked["largest"],
-        "smallest": tracked["smallest"],
-        "input": args.input,
-        **{k: getattr(recipe, k) for k in ("epochs", "batch", "lr", "loss", "seed", "max_steps")},
-        "augment": args.augment,
-        "sandwich": options.sandwich,
-        "distill": options.distill,
-        "budget": options.budget,
-        "calibration": options.calibration,
-        "data": data.description,
-        "device": str(device.device),
-        "amp": device.amp_name,
-        "ddp": args.ddp or 1,
-    }
-    command = describe_command(argv, "supernet")
-    run_id = tracker.start(f"supernet-{source.space.name}", params, {"command": command}, source.text)
-    print(f"MLflow run {run_id} ({tracking_uri})", file=sys.stderr)
+    params = supernet_params(source, pool, recipe, options, data, device, args.augment, args.ddp or 1)
     data_args = {"data": absolute_data(args.data), "val": absolute_data(args.val) if args.val else None}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data.json").write_text(json.dumps(data_args))  # what `eval` scores on by default
-    try:
+
+    def train(on_epoch) -> dict:
         if args.ddp is None:
-            on_epoch = tracker.epoch
-            result = train_supernet(source, data, recipe, options, out, on_epoch, False, device, ALONE, loading, pool)
-        else:
-            from nas.ddp import DdpJob, SupernetJob, train_on_ray
-            from nas.ray_common import recipe_config
+            return train_supernet(source, data, recipe, options, out, on_epoch, False, device, ALONE, loading, pool)
+        from nas.ddp import DdpJob, SupernetJob, train_on_ray
+        from nas.ray_common import recipe_config
 
-            job = DdpJob("", recipe_config(recipe), data_args["data"], data_args["val"], args.val_boxes,
-                         args.box_threshold, device, args.ddp, args.verbose, loading,
-                         SupernetJob(source.text, options))  # fmt: skip
-            result = train_on_ray(job, out, args.address, args.verbose)
-            for record in tracker.missing_epochs(result["history"]):
-                tracker.epoch(record)
-    except BaseException:
-        tracker.finish([], "KILLED")
-        raise
-    result = {**training_result(result["history"], recipe.epochs), "tracked": tracked}
-    from analysis.curves import plot_supernet_curves
+        job = DdpJob("", recipe_config(recipe), data_args["data"], data_args["val"], args.val_boxes,
+                     args.box_threshold, device, args.ddp, args.verbose, loading,
+                     SupernetJob(source.text, options))  # fmt: skip
+        return train_on_ray(job, out, args.address, args.verbose)
 
-    curves = plot_supernet_curves(result["history"], out / "curves.png", f"supernet of {source.space.name}")
-    summary = {
-        **{k: v for k, v in result.items() if k != "history"},
-        "space": source.space.name,
-        "sampled_genomes": len(pool.genomes),
-        "seed": recipe.seed,
-        "out": str(out),
-        "mlflow_run_id": run_id,
-    }
-    (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
-    tracker.finish([out / CHECKPOINT, curves, out / "result.json"])
+    command = describe_command(argv, "supernet")
+    summary = train_logged(tracker, source, out, params, tracked, command, data_args, train)
     print(f"\n{'genome':<28} inherited AP")
     for name in tracked:
-        print(f"{name:<28} {result[f'ap.{name}']:.3f}")
-    print(f"{'seconds':<28} {result['train_seconds']:.0f} (training only, {recipe.epochs} epochs)")
+        print(f"{name:<28} {summary[f'ap.{name}']:.3f}")
+    print(f"{'seconds':<28} {summary['train_seconds']:.0f} (training only, {recipe.epochs} epochs)")
     return summary
 
 

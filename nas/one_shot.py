@@ -1,0 +1,91 @@
+"""The supernet a one-shot search scores with: the one given with --supernet, or one trained for the search.
+
+A trained-for-the-search supernet uses the supernet defaults (`hrnas supernet train`'s recipe and sandwich) at the
+search's --supernet-epochs, and is cached under `<storage>/supernets/<space>-<key>`, the key hashing the space's
+YAML, the data and the recipes: a second search of the same space and data, with another budget, reuses it. A
+search interrupted while its supernet trains continues that training (from its last finished epoch) when the
+same command runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from nas.options import SearchOptions, say
+from nas.ray_common import AUGMENT_NAMES
+from nas.supernet_run import RESULT, SupernetTracker, supernet_params, train_logged
+from pose.device import resolve_device
+from pose.train import Recipe, load_data
+from supernet.sampling import candidates
+from supernet.training import CHECKPOINT, SpaceSource, SupernetRecipe, supernet_meta, tracked_genomes, train_supernet
+
+SUPERNETS = "supernets"  # under --storage: the supernets searches trained, one folder per key
+SUPERNET_EXPERIMENT = "hrnas-supernet"  # the MLflow experiment of supernet trainings (as `hrnas supernet train`)
+
+
+@dataclass(frozen=True)
+class ReadySupernet:
+    """A trained supernet for the search: its folder, its MLflow run (when known) and whether it existed before."""
+
+    folder: Path
+    run_id: str | None
+    reused: bool
+
+
+def cached_recipes(options: SearchOptions) -> tuple[Recipe, SupernetRecipe]:
+    """The recipes of a supernet trained for a search: the search's (supernet.py's defaults unless changed), trained
+    with the driver's threads (as `hrnas supernet train`), whatever --cpus-per-trial the scores get."""
+    return replace(options.recipe, threads=Recipe().threads), SupernetRecipe()
+
+
+def cache_key(source: SpaceSource, data: str, recipe: Recipe, options: SupernetRecipe) -> str:
+    """What makes two searches' supernets the same: the space's text, the data and both recipes."""
+    meta = {**supernet_meta(source, recipe, options), "data": data}
+    return hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cached_folder(options: SearchOptions) -> Path:
+    source = SpaceSource(options.space, Path(options.args.space).read_text())
+    recipe, supernet_options = cached_recipes(options)
+    key = cache_key(source, options.data, recipe, supernet_options)
+    return options.storage / SUPERNETS / f"{options.space.name}-{key}"
+
+
+def run_id_of(folder: Path) -> str | None:
+    result = folder / RESULT
+    return json.loads(result.read_text()).get("mlflow_run_id") if result.is_file() else None
+
+
+def ensure_supernet(options: SearchOptions) -> ReadySupernet:
+    """The given supernet, the cached one of this space and data, or one trained now (logged to MLflow)."""
+    one_shot = options.one_shot
+    if one_shot.supernet is not None:
+        return ReadySupernet(one_shot.supernet, run_id_of(one_shot.supernet), reused=True)
+    folder = cached_folder(options)
+    if (folder / RESULT).is_file():
+        say(f"one-shot: reusing the supernet in {folder} (trained for an earlier search of this space and data)")
+        return ReadySupernet(folder, run_id_of(folder), reused=True)
+    source = SpaceSource(options.space, Path(options.args.space).read_text())
+    recipe, supernet_options = cached_recipes(options)
+    steps = f", {recipe.max_steps} steps each" if recipe.max_steps else ""
+    resumed = " (continuing its last run)" if (folder / CHECKPOINT).is_file() else ""
+    say(f"one-shot: training the supernet of space {options.space.name!r} for {recipe.epochs} epoch(s){steps}"
+        f"{resumed} into {folder}; later searches of this space and data reuse it")  # fmt: skip
+    device = resolve_device("cuda" if options.resources.device == "cuda" else "cpu", options.resources.amp)
+    data = load_data(options.source)
+    pool = candidates(source.space, supernet_options.parsed_budget(), len(data.train[0].keypoints))
+    tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
+    tracker = SupernetTracker(options.tracking_uri, SUPERNET_EXPERIMENT, options.storage, folder)
+    params = supernet_params(source, pool, recipe, supernet_options, data, device, AUGMENT_NAMES[recipe.augment])
+
+    def train(on_epoch) -> dict:
+        return train_supernet(
+            source, data, recipe, supernet_options, folder, on_epoch, False, device, pool=pool, track=False
+        )
+
+    summary = train_logged(tracker, source, folder, params, tracked, options.command, {"data": options.data}, train)
+    say(f"one-shot: supernet trained in {summary['train_seconds']:.0f} s")
+    return ReadySupernet(folder, summary["mlflow_run_id"], reused=False)

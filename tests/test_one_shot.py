@@ -1,0 +1,141 @@
+"""The one-shot search on real components: a supernet trained for the search (a local Ray scores genomes with it,
+Optuna's NSGA-II proposes them, MLflow on SQLite records them), reused by a second search, and bad inputs.
+
+The tiny space of tests/test_search.py (widths 8/12/16 x shuffle/weighting, one module per stage, 64x64 on
+coco-mini): its supernet trains for one epoch of 2 steps at batch 4, and a genome scores in about a second.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.pareto import Point, pareto_front
+from tests.scripts import run_script
+from tests.test_search import (
+    BUDGET_RAW,
+    MINI_DATA,
+    ROOT,
+    children,
+    environment,
+    search_command,
+    sigkill_after_a_finished_trial,
+    space_file,
+)
+
+assert space_file  # the fixture, imported for these tests
+ONE_SHOT = ["--strategy", "one-shot", "--supernet-epochs", "1", "--supernet-steps", "2", "--batch", "4"]
+ONE_SHOT += ["--calibration", "8"]
+
+
+def run_one_shot(tmp_path, space_file, *extra, env=None):
+    return subprocess.run(
+        search_command(tmp_path, space_file, *ONE_SHOT, *extra),
+        cwd=ROOT, env=env or environment(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def summary_of(done) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp_path, space_file):
+    done = run_one_shot(tmp_path, space_file, "--evaluations", "4")
+    summary = summary_of(done)
+    assert summary["strategy"] == "one-shot" and summary["supernet_reused"] is False
+    folder = Path(summary["supernet"])
+    assert folder.parent == tmp_path / "runs" / "supernets" and (folder / "supernet.pt").is_file()
+    assert "training the supernet" in done.stderr
+    client, runs = children(tmp_path, summary)
+    # The budget admits the four width-8/12 genomes; each is scored once, none over budget.
+    assert len(runs) == 4 and len({r.data.tags["genome"] for r in runs}) == 4
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["strategy"] == "one-shot" and r.data.tags["inherited"] == "true"
+        assert r.data.metrics["flops"] <= BUDGET_RAW
+        assert {"ap", "ap50", "ar", "score_seconds", "params"} <= set(r.data.metrics)
+    # The pareto tags are the front recomputed from MLflow.
+    points = [Point(r.info.run_id, r.data.metrics["ap"], r.data.metrics["flops"]) for r in runs]
+    expected = {p.key for p in pareto_front(points)}
+    assert {r.info.run_id for r in runs if r.data.tags["pareto"] == "true"} == expected
+    assert {p["run_id"] for p in summary["pareto"]} == expected
+    # The parent names the supernet and its MLflow run, which holds the supernet's training.
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.data.tags["strategy"] == "one-shot" and parent.data.params["sampler"] == "nsga2"
+    assert parent.data.params["supernet"] == str(folder)
+    supernet_run = client.get_run(parent.data.tags["supernet_run_id"])
+    assert supernet_run.data.tags["kind"] == "supernet" and supernet_run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(supernet_run.info.run_id, "loss")] == [1]
+    trained = (folder / "supernet.pt").stat().st_mtime_ns
+
+    # Another budget, another experiment: the same space and data reuse the supernet without training it again.
+    again = subprocess.run(
+        [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "2"), "--budget", "35MFLOPs",
+         "--experiment", "t2"],
+        cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    second = summary_of(again)
+    assert second["supernet"] == str(folder) and second["supernet_reused"] is True
+    assert "reusing the supernet" in again.stderr and "training the supernet" not in again.stderr
+    assert (folder / "supernet.pt").stat().st_mtime_ns == trained
+    _, runs = children(tmp_path, second)
+    assert len(runs) == 2 and all(r.data.metrics["flops"] <= 35 * 2**20 for r in runs)
+    assert client.get_run(second["parent_run_id"]).data.tags["supernet_run_id"] == supernet_run.info.run_id
+
+
+def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, space_file):
+    env = environment(tmp_path)
+    # width 8-16 under a generous budget: six genomes, so that the kill lands mid-search
+    command = [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "6"), "--budget", "1GFLOPs"]
+    before = sigkill_after_a_finished_trial(tmp_path, command, env)
+    done = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    summary = summary_of(done)
+    client, runs = children(tmp_path, summary)
+    trial_ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 6 and len({r.data.tags["genome"] for r in runs}) == 6
+    assert all(r.info.status == "FINISHED" and r.data.tags["inherited"] == "true" for r in runs)
+    for trial_id, run_id in before.items():
+        assert trial_id in trial_ids and client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--supernet", "nowhere"], "only a one-shot search scores with a supernet"),
+        (["--strategy", "one-shot", "--supernet", "nowhere"], "no supernet.pt there"),
+        (["--strategy", "one-shot", "--scheduler", "asha"], "no epochs to stop early at"),
+        (["--strategy", "one-shot", "--evaluations", "0"], "--evaluations must be at least 1"),
+        (["--strategy", "one-shot", "--calibration", "0"], "--calibration must be at least 1"),
+    ],
+)
+def test_bad_one_shot_input_fails_before_anything_starts(tmp_path, capsys, space_file, extra, message):
+    code, _, err = run_script(
+        capsys, "search", "--budget", "40MFLOPs", "--space", str(space_file), "--data", MINI_DATA,
+        "--storage", str(tmp_path / "runs"), *extra,
+    )  # fmt: skip
+    assert code == 2 and message in err
+    assert not (tmp_path / "runs" / "hrnas-search").exists()
+
+
+def test_a_supernet_of_another_space_or_data_is_refused(tmp_path, capsys, space_file):
+    """A supernet trained on the tiny space: a search of the default space, or on other data, must refuse it."""
+    from tests.test_supernet_training import CLI
+
+    out = tmp_path / "sn"
+    code, _, err = run_script(
+        capsys, "supernet", "train", "--space", str(space_file), "--epochs", "1", "--out", str(out),
+        "--storage", str(tmp_path / "runs"), "--calibration", "4", *CLI,
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    base = ["--budget", "40MFLOPs", "--strategy", "one-shot", "--supernet", str(out), "--storage", str(tmp_path)]
+    code, _, err = run_script(capsys, "search", *base, "--data", MINI_DATA)
+    assert code == 2 and "was trained on space 'tiny', not on this search's space 'default'" in err
+    code, _, err = run_script(capsys, "search", *base, "--space", str(space_file))
+    assert code == 2 and "this search scores on --data synthetic" in err
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
