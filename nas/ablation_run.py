@@ -102,6 +102,9 @@ class AblationTracker(SearchTracker):
         super().__init__(tracking_uri, experiment_id, parent_run_id, {})
         self.table = table
 
+    def orphan_of(self, config: dict) -> list:
+        return []  # a table's rows are a fixed grid that Tune restores whole
+
     def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
         return config["row"], {"table": self.table, "row": config["row"], "preset": config["preset"]}
 

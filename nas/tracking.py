@@ -76,8 +76,10 @@ class SearchTracker(tune.Callback):
             [self.experiment_id],
             filter_string=f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
         )
+        found = found or self.orphan_of(config)
         if found:
             run_id = found[0].info.run_id
+            self.client.set_tag(run_id, "trial_id", trial_id)
             self._logged_steps[run_id] = {
                 (key, m.step) for key in EPOCH_METRICS for m in self.client.get_metric_history(run_id, key)
             }
@@ -99,6 +101,16 @@ class SearchTracker(tune.Callback):
             self._logged_steps[run_id] = set()
         self._runs[trial_id] = run_id
         return run_id
+
+    def orphan_of(self, config: dict) -> list:
+        """The unfinished run of the same genome that a killed driver left behind, when Tune lost its trial (it
+        started after Tune's last save of the search): the new trial of that genome continues that run, so a search
+        keeps one run per genome. A search hands each genome out once, so such a run has no live trial."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.genome = '{config['genome']}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}' "
+            "and attributes.status != 'FINISHED'",
+        )
 
     def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
         """Run name (None: `trial <id>`) and tags that say what a trial is: a preset anchor or an Optuna sample."""
