@@ -61,6 +61,10 @@ class TooManyRejections(SearchError):
 
 
 class BudgetedSearcher(Searcher):
+    # class-level defaults: a searcher pickled by a search started before these existed resumes with them
+    limit: int | None = None
+    finished_file: Path | None = None
+
     def __init__(
         self,
         space: SearchSpace,
