@@ -47,13 +47,6 @@ def cache_key(source: SpaceSource, data: str, recipe: Recipe, options: SupernetR
     return hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cached_folder(options: SearchOptions) -> Path:
-    source = SpaceSource(options.space, Path(options.args.space).read_text())
-    recipe, supernet_options = cached_recipes(options)
-    key = cache_key(source, options.data, recipe, supernet_options)
-    return options.storage / SUPERNETS / f"{options.space.name}-{key}"
-
-
 def run_id_of(folder: Path) -> str | None:
     result = folder / RESULT
     return json.loads(result.read_text()).get("mlflow_run_id") if result.is_file() else None
@@ -64,12 +57,13 @@ def ensure_supernet(options: SearchOptions) -> ReadySupernet:
     one_shot = options.one_shot
     if one_shot.supernet is not None:
         return ReadySupernet(one_shot.supernet, run_id_of(one_shot.supernet), reused=True)
-    folder = cached_folder(options)
+    source = SpaceSource(options.space, Path(options.args.space).read_text())
+    recipe, supernet_options = cached_recipes(options)
+    key = cache_key(source, options.data, recipe, supernet_options)
+    folder = options.storage / SUPERNETS / f"{options.space.name}-{key}"
     if (folder / RESULT).is_file():
         say(f"one-shot: reusing the supernet in {folder} (trained for an earlier search of this space and data)")
         return ReadySupernet(folder, run_id_of(folder), reused=True)
-    source = SpaceSource(options.space, Path(options.args.space).read_text())
-    recipe, supernet_options = cached_recipes(options)
     steps = f", {recipe.max_steps} steps each" if recipe.max_steps else ""
     resumed = " (continuing its last run)" if (folder / CHECKPOINT).is_file() else ""
     say(f"one-shot: training the supernet of space {options.space.name!r} for {recipe.epochs} epoch(s){steps}"
