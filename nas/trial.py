@@ -80,7 +80,6 @@ class Scorer:
     recipe: Recipe
     data: Data
     prepared: ScoringSet
-    device: Device
 
 
 _SCORERS: dict[tuple, Scorer] = {}
@@ -93,7 +92,7 @@ def scorer_for(folder: str, data: str, calibration: int, threads: int, device: D
         supernet, _, recipe, _, _ = restore(Path(folder) / CHECKPOINT, device)
         recipe = replace(recipe, threads=threads)
         loaded = load_data(parse_data(data))
-        _SCORERS[key] = Scorer(supernet, recipe, loaded, scoring_set(loaded, recipe, calibration), device)
+        _SCORERS[key] = Scorer(supernet, recipe, loaded, scoring_set(loaded, recipe, calibration))
     return _SCORERS[key]
 
 
