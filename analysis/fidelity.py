@@ -20,6 +20,30 @@ PUBLISHED_COCO_AP: dict[str, float] = {
 }
 
 
+# Block design at equal cost against more FLOPs: (base, a design change of the same cost, a 60 % wider base).
+DESIGN = ("naive-litehrnet-18", "ditehrnet-18", "wider-naive-litehrnet-18")
+PUBLISHED_DESIGN_RATIO = 0.97  # (0.659 - 0.628) / (0.660 - 0.628)
+
+
+def design_ratio(scores: Mapping[str, float]) -> float:
+    """ditehrnet-18's gain over naive-litehrnet-18 divided by wider-naive-litehrnet-18's gain over it: how much a
+    signal credits block design against width (nan when the width gain is zero)."""
+    base, design, wider = (scores[n] for n in DESIGN)
+    return (design - base) / (wider - base) if wider != base else math.nan
+
+
+def describe_fidelity(scores: Mapping[str, float]) -> str:
+    """One line: a signal's Kendall tau against the published AP over the presets it scored, and its design ratio
+    when it scored the three presets that need."""
+    names = [n for n in PUBLISHED_COCO_AP if n in scores]
+    if len(names) < 2:
+        return "fidelity not measured (fewer than two presets with a published AP scored)"
+    text = f"Kendall tau {tau_against_published(scores):.2f} against the published COCO AP over {len(names)} presets"
+    if set(DESIGN) <= set(scores):
+        text += f", design ratio {design_ratio(scores):.2f} (published {PUBLISHED_DESIGN_RATIO})"
+    return text
+
+
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     """Kendall's tau-b of two equally long score lists (1: same order, -1: reversed; nan if either is constant)."""
     if len(a) != len(b):

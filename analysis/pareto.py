@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -112,3 +115,14 @@ def normalised_hypervolume(points: Sequence[Point], budget_flops: float) -> floa
     if not budget_flops > 0:
         raise ValueError(f"budget_flops must be positive, got {budget_flops!r}")
     return hypervolume(points, reference_point(budget_flops)) / (1.0 * budget_flops)
+
+
+def spread(ordered: Sequence[T], count: int) -> list[T]:
+    """`count` items of a front in FLOPs order, spread evenly from its cheapest to its most accurate end (the ones
+    worth confirming); all of them when it has no more."""
+    if count >= len(ordered):
+        return list(ordered)
+    if count == 1:
+        return [ordered[-1]]
+    last = len(ordered) - 1
+    return [ordered[round(i * last / (count - 1))] for i in range(count)]

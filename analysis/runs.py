@@ -18,6 +18,15 @@ from analysis.tables import write_tables
 from search_space.complexity import format_flops
 
 PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
+CONFIRMED_COLUMNS = ["trial_id", "preset", "ap", "confirmed_ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
+
+
+CONFIRMED_CAPTION = ". ap: inherited from the supernet; confirmed_ap: trained standalone (--confirm), where trained"
+
+
+def is_confirmation(run: Run) -> bool:
+    """A standalone training of a one-shot front member (`--confirm`), not one of the search's own genomes."""
+    return run.data.tags.get("confirm") == "true"
 
 
 @dataclass
@@ -25,7 +34,7 @@ class Search:
     """One search (a parent run of kind `search`) and its child runs."""
 
     parent: Run
-    runs: list[Run]
+    runs: list[Run]  # every child: the search's genomes and the --confirm trainings of its front
 
     @property
     def run_id(self) -> str:
@@ -44,8 +53,22 @@ class Search:
         return self.parent.data.params.get("convention", "torchstat")
 
     @property
+    def scored(self) -> list[Run]:
+        """The search's own genomes (trained, or scored with inherited weights)."""
+        return [r for r in self.runs if not is_confirmation(r)]
+
+    @property
+    def confirmations(self) -> dict[str, Run]:
+        """The finished --confirm trainings, by the genome they confirm."""
+        return {
+            r.data.tags["genome"]: r
+            for r in self.runs
+            if is_confirmation(r) and r.info.status == "FINISHED" and "ap" in r.data.metrics
+        }
+
+    @property
     def eligible(self) -> list[Run]:
-        return eligible_runs(self.runs, self.budget_raw)
+        return eligible_runs(self.scored, self.budget_raw)
 
     @property
     def front(self) -> list[Run]:
@@ -82,12 +105,15 @@ def front_runs(eligible: list[Run]) -> list[Run]:
     return sorted((r for r in eligible if r.info.run_id in front_ids), key=lambda r: r.data.metrics["flops"])
 
 
-def pareto_rows(front: list[Run], convention: str) -> list[dict]:
+def pareto_rows(front: list[Run], convention: str, confirmations: dict[str, Run] | None = None) -> list[dict]:
+    """The front's table rows; with `confirmations`, each member's standalone AP beside its inherited one."""
+    confirmed = {genome: run.data.metrics["ap"] for genome, run in (confirmations or {}).items()}
     return [
         {
             "trial_id": r.data.tags.get("trial_id"),
             "preset": r.data.tags.get("preset"),
             "ap": r.data.metrics.get("ap"),
+            **({"confirmed_ap": confirmed.get(r.data.tags.get("genome"))} if confirmations else {}),
             "ap50": r.data.metrics.get("ap50"),
             "ar": r.data.metrics.get("ar"),
             "flops": int(r.data.metrics["flops"]),
@@ -102,10 +128,11 @@ def pareto_rows(front: list[Run], convention: str) -> list[dict]:
 def write_search_report(search: Search, out: Path, title: str) -> list[Path]:
     """The front as Markdown/CSV/LaTeX tables and the AP-vs-FLOPs plot (PNG and interactive HTML)."""
     out.mkdir(parents=True, exist_ok=True)
-    front = search.front
-    written = write_tables(
-        PARETO_COLUMNS, pareto_rows(front, search.convention), out / "pareto", caption=f"Pareto front: {title}"
-    )
+    front, confirmations = search.front, search.confirmations
+    columns = CONFIRMED_COLUMNS if confirmations else PARETO_COLUMNS
+    caption = f"Pareto front: {title}" + (CONFIRMED_CAPTION if confirmations else "")
+    rows = pareto_rows(front, search.convention, confirmations)
+    written = write_tables(columns, rows, out / "pareto", caption=caption)
     plot_points = [
         PlotPoint(
             r.data.tags.get("trial_id", r.info.run_id),
@@ -155,7 +182,7 @@ def compare_hypervolumes(searches: list[Search]) -> list[dict]:
                 "run_id": s.run_id,
                 "status": s.parent.info.status,
                 "budget": s.parent.data.params.get("budget"),
-                "trials": len(s.runs),
+                "trials": len(s.scored),
                 "eligible": len(s.eligible),
                 "front": len(s.front),
                 "best_ap": max((r.data.metrics["ap"] for r in s.eligible), default=None),

@@ -17,14 +17,18 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from analysis.fidelity import describe_fidelity
 from analysis.pareto import Point, pareto_front
 from analysis.plots import PlotPoint, pareto_plot
 from analysis.runs import child_runs
 from analysis.tables import to_terminal, write_tables
-from nas.options import AblationOptions, hw_text, say
+from nas.one_shot import ReadySupernet, ensure_supernet
+from nas.options import AblationOptions, OneShot, hw_text, say
 from nas.progress import SearchProgress
 from nas.ray_common import quiet_console, recipe_config
+from nas.supernet_run import RESULT
 from nas.tracking import SearchTracker
+from nas.trial import row_trial
 from nas.tune_run import (
     before_first_trial,
     fit,
@@ -36,8 +40,10 @@ from nas.tune_run import (
 from pose.synthetic import ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
+from search_space.space import SearchSpace, SpaceError
 
 COLUMNS = ["row", "params", "published_params", "flops", "published_flops", "ap", "published_ap"]
+ONE_SHOT_COLUMNS = [*COLUMNS[:6], "signal", COLUMNS[6]]  # which rows were scored with the supernet
 
 
 def describe_recipe(recipe: Recipe, data: str) -> str:
@@ -48,13 +54,45 @@ def describe_recipe(recipe: Recipe, data: str) -> str:
     )
 
 
-def complexity_rows(complexity: list[ComplexityRow], ap: dict[str, float | None] | None = None) -> list[dict]:
-    """Table rows (printed figures) for the terminal, Markdown, CSV and LaTeX."""
+def describe_one_shot(supernet: ReadySupernet, one_shot: OneShot, recipe: Recipe, data: str) -> str:
+    """The line under a one-shot table: both signals, and the supernet's own fidelity (the inherited AP of the
+    presets it tracked while it trained, against their published COCO AP)."""
+    result = supernet.folder / RESULT
+    trained = json.loads(result.read_text()) if result.is_file() else {}
+    aps = {k.removeprefix("ap."): v for k, v in trained.items() if k.startswith("ap.") and isinstance(v, float)}
+    how = f"{trained['epochs']} epochs, seed {trained['seed']}, " if "epochs" in trained else ""
+    fidelity = describe_fidelity(aps) if aps else f"fidelity not recorded (no {RESULT})"
+    return (
+        f"rows marked inherited: AP with the weights of the supernet {supernet.folder} ({how}space "
+        f"{one_shot.space.name!r}), BatchNorm recalibrated on {one_shot.calibration} images; its {fidelity} "
+        f"(bench/fidelity.py: over seeds); rows marked trained: {describe_recipe(recipe, data)}"
+    )
+
+
+def rows_in_space(complexity: list[ComplexityRow], space: SearchSpace) -> set[str]:
+    """The rows whose genome the supernet's space holds (they are scored with it; the others are trained)."""
+    inside = set()
+    for c in complexity:
+        try:
+            space.params_of(c.row.genome)
+        except SpaceError:
+            continue
+        inside.add(c.row.name)
+    return inside
+
+
+def complexity_rows(
+    complexity: list[ComplexityRow], ap: dict[str, float | None] | None = None, inherited: set[str] | None = None
+) -> list[dict]:
+    """Table rows (printed figures) for the terminal, Markdown, CSV and LaTeX; with `inherited` (one-shot), a
+    signal column."""
     ap = ap or {}
     rows = []
     for c in complexity:
+        signal = {} if inherited is None else {"signal": "inherited" if c.row.name in inherited else "trained"}
         rows.append(
             {
+                **signal,
                 "row": c.row.name,
                 "params": c.params_printed + ("" if c.params_match in (None, True) else " (≠)"),
                 "published_params": c.row.published.params,
@@ -67,13 +105,18 @@ def complexity_rows(complexity: list[ComplexityRow], ap: dict[str, float | None]
     return rows
 
 
-def json_rows(complexity: list[ComplexityRow], ap: dict[str, float | None], runs: dict[str, Run]) -> list[dict]:
-    """One object per row: raw params and FLOPs (the table's convention) beside the printed published figures."""
+def json_rows(
+    complexity: list[ComplexityRow], ap: dict[str, float | None], runs: dict[str, Run], inherited: set[str] | None
+) -> list[dict]:
+    """One object per row: raw params and FLOPs (the table's convention) beside the printed published figures, and
+    (one-shot) whether its AP was inherited or trained."""
     out = []
     for c in complexity:
         run = runs.get(c.row.name)
+        signal = {} if inherited is None else {"signal": "inherited" if c.row.name in inherited else "trained"}
         out.append(
             {
+                **signal,
                 "row": c.row.name,
                 "preset": c.row.preset,
                 "genes": c.row.genes,
@@ -106,13 +149,17 @@ class AblationTracker(SearchTracker):
         return []  # a table's rows are a fixed grid that Tune restores whole
 
     def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
-        return config["row"], {"table": self.table, "row": config["row"], "preset": config["preset"]}
+        signal = config.get("signal", "trained")
+        tags = {"signal": signal, "inherited": str(signal == "inherited").lower()}
+        return config["row"], {"table": self.table, "row": config["row"], "preset": config["preset"], **tags}
 
 
-def row_configs(complexity: list[ComplexityRow]) -> list[dict]:
-    """One Tune config per row, the most expensive first (they take longest, so they should start first)."""
+def row_configs(complexity: list[ComplexityRow], inherited: set[str]) -> list[dict]:
+    """One Tune config per row, the most expensive first (they take longest, so they should start first); a row in
+    `inherited` is scored with the supernet."""
     configs = [
         {
+            "signal": "inherited" if c.row.name in inherited else "trained",
             "row": c.row.name,
             "preset": c.row.preset,
             "genome": c.row.genome.compact(),
@@ -132,30 +179,49 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
         complexity = table_complexity(table)
         if options.source is None:
             ensure_synthetic()
+    one_shot = options.one_shot
+    supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None
+    inherited = rows_in_space(complexity, one_shot.space) if one_shot else set()
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
-    say(f"table {table.name}: {len(table.rows)} rows; {describe_recipe(recipe, options.data)}")
+    line = (
+        describe_one_shot(supernet, one_shot, recipe, options.data)
+        if supernet
+        else describe_recipe(recipe, options.data)
+    )
+    say(
+        f"table {table.name}: {len(table.rows)} rows"
+        + (f", {len(inherited)} in the supernet's space" if one_shot else "")
+        + f"; {line}"
+    )
     with ray_session(options) as concurrency:
-        experiment_id, parent_id = open_parent(client, options, state, f"table {table.name}", *parent_fields(options))
+        experiment_id, parent_id = open_parent(
+            client, options, state, f"table {table.name}", *parent_fields(options, supernet)
+        )
         if not resume:
             client.log_artifact(parent_id, str(table.path), "table")
         tracker = AblationTracker(options.tracking_uri, experiment_id, parent_id, table.name)
         progress = SearchProgress(len(table.rows), concurrency, None, table.convention)
-        rows = tune.grid_search(row_configs(complexity))
+        config = {**trial_config(options, recipe), "row": tune.grid_search(row_configs(complexity, inherited))}
+        if supernet is not None:
+            config.update(supernet=str(supernet.folder), calibration=one_shot.calibration)
 
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
             return tune.Tuner(
                 trainable,
-                param_space={**trial_config(options, recipe), "row": rows},
-                tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
+                param_space=config,
+                tune_config=tune.TuneConfig(
+                    num_samples=1, max_concurrent_trials=concurrency, reuse_actors=supernet is not None
+                ),
                 run_config=run_config,
             )
 
-        fit(options, "ablation table", table.name, new_tuner, tracker, [progress], resume, parent_id)
-    return finish(client, options, complexity, experiment_id, parent_id)
+        trainable = row_trial if supernet is not None else None
+        fit(options, "ablation table", table.name, new_tuner, tracker, [progress], resume, parent_id, trainable)
+    return finish(client, options, complexity, experiment_id, parent_id, line, inherited if one_shot else None)
 
 
-def parent_fields(options: AblationOptions) -> tuple[dict, dict]:
+def parent_fields(options: AblationOptions, supernet: ReadySupernet | None = None) -> tuple[dict, dict]:
     """Tags and params of a table's parent run."""
     table = options.table
     params = {
@@ -168,14 +234,27 @@ def parent_fields(options: AblationOptions) -> tuple[dict, dict]:
         "data": options.data,
         "seed": options.recipe.seed,
         "recipe": json.dumps(recipe_config(options.recipe), sort_keys=True),
+        "strategy": options.args.strategy,
         **resource_params(options),
     }
-    return {"kind": "ablation", "table": table.name, "command": options.command}, params
+    tags = {"kind": "ablation", "table": table.name, "command": options.command, "strategy": options.args.strategy}
+    if supernet is not None:
+        params.update(supernet=str(supernet.folder), calibration=options.one_shot.calibration)
+        if supernet.run_id:
+            tags["supernet_run_id"] = supernet.run_id
+    return tags, params
 
 
 def finish(
-    client: MlflowClient, options: AblationOptions, complexity: list[ComplexityRow], experiment_id: str, parent_id: str
+    client: MlflowClient,
+    options: AblationOptions,
+    complexity: list[ComplexityRow],
+    experiment_id: str,
+    parent_id: str,
+    line: str,
+    inherited: set[str] | None,
 ) -> dict:
+    """The table from the rows' MLflow runs; `inherited`: the rows scored with the supernet (None: no supernet)."""
     table = options.table
     runs = {r.data.tags.get("row"): r for r in child_runs(client, experiment_id, parent_id)}
     ap = {
@@ -183,18 +262,18 @@ def finish(
         for name, r in runs.items()
         if r.info.status == "FINISHED" and r.data.tags.get("stopped_early") == "false"
     }
-    line = describe_recipe(options.recipe, options.data)
-    rows = complexity_rows(complexity, ap)
+    rows = complexity_rows(complexity, ap, inherited)
+    columns = COLUMNS if inherited is None else ONE_SHOT_COLUMNS
     out = options.folder / "report"
     caption = f"{table.title}. {line}."
-    written = write_tables(COLUMNS, rows, out / table.name, caption=caption)
+    written = write_tables(columns, rows, out / table.name, caption=caption)
     plots = ablation_plot(table, complexity, ap, out)
     for path in [*written.values(), *plots]:
         client.log_artifact(parent_id, str(path), "table")
     failed = [name for name, r in runs.items() if r.info.status == "FAILED"]
     client.log_metric(parent_id, "rows_trained", float(len(ap)), int(time.time() * 1000))
     client.set_terminated(parent_id, "FAILED" if failed else "FINISHED")
-    print_table(table, rows, line)
+    print_table(table, rows, line, columns)
     if failed:
         print(f"rows that failed (no AP): {', '.join(failed)}; their errors are in {options.folder / 'tune'}")
     return {
@@ -205,7 +284,7 @@ def finish(
         "convention": table.convention,
         "recipe": line,
         "outputs": [str(p) for p in [*written.values(), *plots]],
-        "rows": json_rows(complexity, ap, runs),
+        "rows": json_rows(complexity, ap, runs, inherited),
     }
 
 
@@ -223,10 +302,10 @@ def ablation_plot(table: AblationTable, complexity: list[ComplexityRow], ap: dic
     )
 
 
-def print_table(table: AblationTable, rows: list[dict], line: str) -> None:
+def print_table(table: AblationTable, rows: list[dict], line: str, columns: list[str] = COLUMNS) -> None:
     unit = f"{table.convention} FLOPs at {table.input_hw[0]}x{table.input_hw[1]}"
     print(f"{table.title}\n({unit}; published: {table.source})")
-    print(to_terminal(COLUMNS, rows))
+    print(to_terminal(columns, rows))
     print(line)
     if any("(≠)" in str(r["params"]) + str(r["flops"]) for r in rows):
         print("(≠): our exact figure, printed the paper's way, differs from the published one (see the README)")
@@ -242,5 +321,5 @@ def complexity_only(table_name: str) -> dict:
         "table": table.name,
         "convention": table.convention,
         "input": f"{table.input_hw[0]}x{table.input_hw[1]}",
-        "rows": json_rows(complexity, {}, {}),
+        "rows": json_rows(complexity, {}, {}, None),
     }

@@ -35,19 +35,30 @@ def differing_genes(genomes: Sequence[str], base: str | None = None) -> list[str
     return [" ".join(t for t in g.split() if t not in shared) or "(base)" for g in genomes]
 
 
+def columns_of(rows: list[dict]) -> list[str]:
+    """The terminal columns; a confirmed front (--confirm) shows its standalone AP beside the inherited one."""
+    if any("confirmed_ap" in r for r in rows):
+        return [*TERMINAL_COLUMNS[:3], "confirmed_ap", *TERMINAL_COLUMNS[3:]]
+    return TERMINAL_COLUMNS
+
+
 def terminal_rows(rows: list[dict], base: str | None = None) -> list[dict]:
-    aps = [r["ap"] for r in rows if isinstance(r.get("ap"), float)]
+    aps = [r[key] for r in rows for key in ("ap", "confirmed_ap") if isinstance(r.get(key), float)]
     digits = ap_digits(aps)
+
+    def shown(value):
+        return f"{value:.{digits}f}" if isinstance(value, float) else value
+
     genomes = differing_genes([r.get("genome") or "" for r in rows], base)
     return [
-        {**r, "ap": f"{r['ap']:.{digits}f}" if isinstance(r.get("ap"), float) else r.get("ap"), "genome": genome}
+        {**r, **{key: shown(r[key]) for key in ("ap", "confirmed_ap") if key in r}, "genome": genome}
         for r, genome in zip(rows, genomes, strict=True)
     ]
 
 
 def fit_genomes(rows: list[dict]) -> list[dict]:
     """Cut the genome column (with `…`) so that the table is at most WIDTH columns wide."""
-    others = [c for c in TERMINAL_COLUMNS if c != "genome"]
+    others = [c for c in columns_of(rows) if c != "genome"]
     without = to_terminal(others, rows).splitlines()
     room = max(20, WIDTH - max(len(line) for line in without) - 2)
     return [{**r, "genome": r["genome"] if len(r["genome"]) <= room else r["genome"][: room - 1] + "…"} for r in rows]
@@ -55,6 +66,6 @@ def fit_genomes(rows: list[dict]) -> list[dict]:
 
 def print_front(rows: list[dict], base: str | None = None) -> None:
     """The front's table (rows of analysis.runs.pareto_rows); `base`: the space's compact base genome, if known."""
-    print(to_terminal(TERMINAL_COLUMNS, fit_genomes(terminal_rows(rows, base))), end="")
+    print(to_terminal(columns_of(rows), fit_genomes(terminal_rows(rows, base))), end="")
     if rows and (base is not None or len(rows) > 1):
         print(GENOME_NOTES[base is not None])

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nas.options import SearchOptions, say
-from nas.ray_common import AUGMENT_NAMES
+from nas.options import OneShot, RunOptions, say
+from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED
 from nas.supernet_run import RESULT, SupernetTracker, supernet_params, train_logged
 from pose.device import resolve_device
 from pose.train import Recipe, load_data
@@ -35,10 +35,10 @@ class ReadySupernet:
     reused: bool
 
 
-def cached_recipes(options: SearchOptions) -> tuple[Recipe, SupernetRecipe]:
-    """The recipes of a supernet trained for a search: the search's (supernet.py's defaults unless changed), trained
-    with the driver's threads (as `hrnas supernet train`), whatever --cpus-per-trial the scores get."""
-    return replace(options.recipe, threads=Recipe().threads), SupernetRecipe()
+def cached_recipes(one_shot: OneShot) -> tuple[Recipe, SupernetRecipe]:
+    """The recipes of a supernet trained for a job: supernet.py's defaults unless changed, trained with the
+    driver's threads (as `hrnas supernet train`), whatever --cpus-per-trial the scores get."""
+    return replace(one_shot.recipe, threads=Recipe().threads), SupernetRecipe()
 
 
 def cache_key(source: SpaceSource, data: str, recipe: Recipe, options: SupernetRecipe) -> str:
@@ -52,22 +52,32 @@ def run_id_of(folder: Path) -> str | None:
     return json.loads(result.read_text()).get("mlflow_run_id") if result.is_file() else None
 
 
-def ensure_supernet(options: SearchOptions) -> ReadySupernet:
-    """The given supernet, the cached one of this space and data, or one trained now (logged to MLflow)."""
-    one_shot = options.one_shot
+def ensure_supernet(options: RunOptions, one_shot: OneShot, kind: str) -> ReadySupernet:
+    """The given supernet, the cached one of this space and data, or one trained now (logged to MLflow). Ctrl-C
+    while it trains: one line saying how to continue, exit 130."""
+    try:
+        return _ensure_supernet(options, one_shot)
+    except KeyboardInterrupt:
+        say(f"\nThe {kind} was interrupted while its supernet trained; the finished epochs are kept: run the same "
+            "command again to continue.")  # fmt: skip
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _ensure_supernet(options: RunOptions, one_shot: OneShot) -> ReadySupernet:
     if one_shot.supernet is not None:
         return ReadySupernet(one_shot.supernet, run_id_of(one_shot.supernet), reused=True)
-    source = SpaceSource(options.space, Path(options.args.space).read_text())
-    recipe, supernet_options = cached_recipes(options)
+    space = one_shot.space
+    source = SpaceSource(space, Path(one_shot.space_file).read_text())
+    recipe, supernet_options = cached_recipes(one_shot)
     key = cache_key(source, options.data, recipe, supernet_options)
-    folder = options.storage / SUPERNETS / f"{options.space.name}-{key}"
+    folder = options.storage / SUPERNETS / f"{space.name}-{key}"
     if (folder / RESULT).is_file():
-        say(f"one-shot: reusing the supernet in {folder} (trained for an earlier search of this space and data)")
+        say(f"one-shot: reusing the supernet in {folder} (trained for an earlier job of this space and data)")
         return ReadySupernet(folder, run_id_of(folder), reused=True)
     steps = f", {recipe.max_steps} steps each" if recipe.max_steps else ""
     resumed = " (continuing its last run)" if (folder / CHECKPOINT).is_file() else ""
-    say(f"one-shot: training the supernet of space {options.space.name!r} for {recipe.epochs} epoch(s){steps}"
-        f"{resumed} into {folder}; later searches of this space and data reuse it")  # fmt: skip
+    say(f"one-shot: training the supernet of space {space.name!r} for {recipe.epochs} epoch(s){steps}"
+        f"{resumed} into {folder}; later searches and tables of this space and data reuse it")  # fmt: skip
     device = resolve_device("cuda" if options.resources.device == "cuda" else "cpu", options.resources.amp)
     data = load_data(options.source)
     pool = candidates(source.space, supernet_options.parsed_budget(), len(data.train[0].keypoints))

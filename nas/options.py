@@ -40,6 +40,7 @@ STRATEGIES = ("trials", "one-shot")  # how a genome gets its AP: its own short t
 SAMPLERS = ("auto", "tpe", "nsga2")  # built in nas.searcher; auto: TPE for trials, NSGA-II for one-shot
 ONE_SHOT_EVALUATIONS = 150  # genomes a one-shot search scores by default
 SEARCH_SUPERNET_EPOCHS = 3  # the supernet a one-shot search trains when it is given none (supernet.py's default)
+CONFIRM_STARTS = ("scratch", "inherited")  # --confirm-from: train from PyTorch's init or the supernet's weights
 
 
 class SearchError(ValueError):
@@ -333,9 +334,48 @@ class RunOptions:
         return self.args.folder
 
 
+# ---- one-shot: what search and ablation share ----------------------------------------------------------------
+@dataclass(kw_only=True)
+class OneShotArgs(RunArgs):
+    """How a job scores genomes with a supernet (`--strategy one-shot`), as typed."""
+
+    strategy: str = "trials"
+    supernet: str | None = None  # a trained supernet folder (None: train one, cached under --storage)
+    supernet_epochs: int = SEARCH_SUPERNET_EPOCHS  # without --supernet: the supernet's training
+    supernet_steps: int | None = None  # ... cut to this many steps per epoch (None: whole epochs)
+    calibration: int = 256  # BatchNorm calibration images per scored genome
+
+    def check_strategy(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SearchError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.supernet is not None and self.strategy != "one-shot":
+            raise SearchError("--supernet: only one-shot scoring uses a supernet; add --strategy one-shot")
+
+    def parse_one_shot(self, space: SearchSpace, space_file: str, batch: int | None, lr: float | None) -> OneShot:
+        """The supernet the job scores with: the given folder (checked: a checkpoint of this space and data), or
+        the cached one it trains first, with supernet.py's recipe at --supernet-epochs (`batch`, `lr`: None for
+        that recipe's)."""
+        _at_least_one(calibration=self.calibration)
+        if self.ddp_per_trial > 1:
+            raise SearchError("--ddp-per-trial: one-shot scoring trains nothing; leave it out")
+        folder = None
+        if self.supernet is None:
+            _at_least_one(supernet_epochs=self.supernet_epochs)
+            if self.supernet_steps is not None:
+                _at_least_one(supernet_steps=self.supernet_steps)
+        else:
+            folder = Path(self.supernet).resolve()
+            check_supernet(folder, space, absolute_data(self.data))
+        base = replace(Recipe(), max_steps=self.supernet_steps)
+        recipe = self.parse_recipe(
+            base, self.supernet_epochs, base.batch if batch is None else batch, base.lr if lr is None else lr
+        )
+        return OneShot(folder, self.calibration, space, space_file, recipe)
+
+
 # ---- search ---------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
-class SearchArgs(RunArgs):
+class SearchArgs(OneShotArgs):
     budget: str
     space: str = str(DEFAULT_SPACE)
     trials: int = 10
@@ -346,13 +386,12 @@ class SearchArgs(RunArgs):
     convention: str = "torchstat"
     scheduler: str = "fifo"
     experiment: str = "hrnas-search"
-    strategy: str = "trials"
     sampler: str = "auto"
     evaluations: int = ONE_SHOT_EVALUATIONS  # one-shot: genomes scored (trials: --trials)
-    supernet: str | None = None  # one-shot: a trained supernet folder (None: train one, cached under --storage)
-    supernet_epochs: int = SEARCH_SUPERNET_EPOCHS  # one-shot without --supernet: the supernet's training
-    supernet_steps: int | None = None  # ... cut to this many steps per epoch (None: whole epochs)
-    calibration: int = 256  # one-shot: BatchNorm calibration images per scored genome
+    confirm: int = 0  # one-shot: front members trained standalone afterwards
+    confirm_from: str = "scratch"
+    confirm_epochs: int | None = None  # None: train.py's
+    confirm_steps: int | None = None  # ... cut to this many steps per epoch (None: whole epochs)
     STATE_FILE = "search.json"
     KIND = "search"
     ELSEWHERE = "another --experiment or --storage"
@@ -368,26 +407,31 @@ class SearchArgs(RunArgs):
             raise SearchError(f"--convention {self.convention!r}: choose one of {', '.join(CONVENTIONS)}")
         if self.scheduler not in SCHEDULERS:
             raise SearchError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
-        if self.strategy not in STRATEGIES:
-            raise SearchError(f"--strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        self.check_strategy()
         if self.sampler not in SAMPLERS:
             raise SearchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-        if self.supernet is not None and self.strategy != "one-shot":
-            raise SearchError("--supernet: only a one-shot search scores with a supernet; add --strategy one-shot")
         space = SearchSpace.from_file(self.space)
-        _at_least_one(trials=self.trials, evaluations=self.evaluations, calibration=self.calibration)
-        one_shot = self.parse_one_shot(space) if self.strategy == "one-shot" else None
+        _at_least_one(trials=self.trials, evaluations=self.evaluations)
+        if self.strategy == "one-shot" and self.scheduler != "fifo":
+            raise SearchError(
+                f"--scheduler {self.scheduler}: a one-shot score has no epochs to stop early at; use fifo"
+            )
+        one_shot = self.parse_one_shot(space, self.space, self.batch, self.lr) if self.strategy == "one-shot" else None
         # trials train at SEARCH_FIDELITY; a one-shot search's own supernet (if it is given none) at supernet.py's
         # defaults
-        base = SEARCH_FIDELITY if one_shot is None else replace(Recipe(), max_steps=self.supernet_steps)
-        recipe = self.parse_recipe(
-            base,
-            self.epochs if one_shot is None else self.supernet_epochs,
-            base.batch if self.batch is None else self.batch,
-            base.lr if self.lr is None else self.lr,
+        recipe = (
+            one_shot.recipe
+            if one_shot
+            else self.parse_recipe(
+                SEARCH_FIDELITY,
+                self.epochs,
+                SEARCH_FIDELITY.batch if self.batch is None else self.batch,
+                SEARCH_FIDELITY.lr if self.lr is None else self.lr,
+            )
         )
         return SearchOptions(
             args=self,
+            confirm=self.parse_confirm(one_shot is not None, recipe),
             budget=budget,
             space=space,
             trials=self.evaluations if one_shot else self.trials,
@@ -400,35 +444,42 @@ class SearchArgs(RunArgs):
             **self.parse_place(),
         )
 
-    def parse_one_shot(self, space: SearchSpace) -> OneShot:
-        """The supernet a one-shot search scores with: the given folder (checked: a checkpoint of this space), or
-        the cached one this search trains first."""
-        if self.scheduler != "fifo":
+    def parse_confirm(self, one_shot: bool, recipe: Recipe) -> Confirm | None:
+        """--confirm K: train.py's recipe (its epochs unless --confirm-epochs; the supernet's batch and rate)."""
+        if self.confirm < 0:
+            raise SearchError(f"--confirm {self.confirm}: give the number of front members to train (0: none)")
+        if self.confirm_from not in CONFIRM_STARTS:
+            raise SearchError(f"--confirm-from {self.confirm_from!r}: choose one of {', '.join(CONFIRM_STARTS)}")
+        if self.confirm == 0:
+            return None
+        if not one_shot:
             raise SearchError(
-                f"--scheduler {self.scheduler}: a one-shot score has no epochs to stop early at; use fifo"
+                "--confirm: a trials search's front is already trained; add --strategy one-shot, or train a front "
+                "member with `hrnas train --genome ...`"
             )
-        if self.ddp_per_trial > 1:
-            raise SearchError("--ddp-per-trial: one-shot scoring trains nothing; leave it out")
-        if self.supernet is None:
-            _at_least_one(supernet_epochs=self.supernet_epochs)
-            if self.supernet_steps is not None:
-                _at_least_one(supernet_steps=self.supernet_steps)
-            return OneShot(None, self.calibration)
-        folder = Path(self.supernet).resolve()
-        check_supernet(folder, space, absolute_data(self.data))
-        return OneShot(folder, self.calibration)
+        epochs = Recipe().epochs if self.confirm_epochs is None else self.confirm_epochs
+        if self.confirm_steps is not None:
+            _at_least_one(confirm_steps=self.confirm_steps)
+        _at_least_one(confirm_epochs=epochs)
+        trained = replace(recipe, epochs=epochs, max_steps=self.confirm_steps)
+        return Confirm(self.confirm, self.confirm_from, trained)
 
 
-def check_supernet(folder: Path, space: SearchSpace, data: str) -> None:
-    """--supernet must hold a supernet of the search's space trained on the search's data."""
+def supernet_space(folder: Path) -> SearchSpace:
+    """The space a --supernet folder was trained on (read from its checkpoint's meta, not its weights)."""
     from supernet.training import CHECKPOINT, SpaceSource, read_meta
 
     if not (folder / CHECKPOINT).is_file():
         raise SearchError(
             f"--supernet {folder}: no {CHECKPOINT} there; give the --out folder of `hrnas supernet train`, or leave "
-            "out --supernet to train one for this search"
+            "out --supernet to train one for this job"
         )
-    trained = SpaceSource.from_text(read_meta(folder / CHECKPOINT)["space"], f"{folder} (space)").space
+    return SpaceSource.from_text(read_meta(folder / CHECKPOINT)["space"], f"{folder} (space)").space
+
+
+def check_supernet(folder: Path, space: SearchSpace, data: str) -> None:
+    """--supernet must hold a supernet of the job's space trained on the job's data."""
+    trained = supernet_space(folder)
     if (trained.base, trained.choices) != (space.base, space.choices):
         raise SearchError(
             f"--supernet {folder} was trained on space {trained.name!r}, not on this search's space {space.name!r}: "
@@ -445,10 +496,22 @@ def check_supernet(folder: Path, space: SearchSpace, data: str) -> None:
 
 @dataclass(frozen=True)
 class OneShot:
-    """How a one-shot search gets its supernet and scores genomes with it."""
+    """How a one-shot job gets its supernet and scores genomes with it."""
 
     supernet: Path | None  # a trained supernet's folder; None: train (or reuse) the cached one (`recipe`)
     calibration: int  # BatchNorm calibration images per scored genome
+    space: SearchSpace  # the supernet's space
+    space_file: str  # its YAML (the cache key hashes its text)
+    recipe: Recipe  # the training of the supernet the job trains when it is given none
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """--confirm: the front members trained standalone after a one-shot search, and how."""
+
+    count: int  # front members, spread over FLOPs
+    start: str  # scratch | inherited (fine-tuned from the supernet's weights)
+    recipe: Recipe  # train.py's, with the search's crop, batch, rate and seed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -463,19 +526,21 @@ class SearchOptions(RunOptions):
     strategy: str = "trials"
     sampler: str = "tpe"
     one_shot: OneShot | None = None  # set exactly for --strategy one-shot
+    confirm: Confirm | None = None  # --confirm K (one-shot only)
 
 
 # ---- ablation -------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
-class AblationArgs(RunArgs):
+class AblationArgs(OneShotArgs):
     table: str
     epochs: int | None = None  # None: the table's own
     batch: int = Recipe().batch
     lr: float = Recipe().lr
     experiment: str = "hrnas-ablation"
+    space: str | None = None  # one-shot: the supernet's space (None: --supernet's, else the default space)
     STATE_FILE = "ablation.json"
     KIND = "table"
-    FILES = ("table",)
+    FILES = ("table", "space", "supernet")
 
     @property
     def folder(self) -> Path:
@@ -483,9 +548,18 @@ class AblationArgs(RunArgs):
 
     def parse(self) -> AblationOptions:
         table = load_table(self.table)
+        self.check_strategy()
         epochs = self.epochs if self.epochs is not None else table.epochs or Recipe().epochs
         recipe = self.parse_recipe(Recipe(), epochs, self.batch, self.lr)
-        return AblationOptions(args=self, table=table, recipe=recipe, **self.parse_place())
+        one_shot = None
+        if self.strategy == "one-shot":
+            if self.space is None and self.supernet is not None:
+                space, space_file = supernet_space(Path(self.supernet).resolve()), ""
+            else:
+                space_file = self.space or str(DEFAULT_SPACE)
+                space = SearchSpace.from_file(space_file)
+            one_shot = self.parse_one_shot(space, space_file, self.batch, self.lr)
+        return AblationOptions(args=self, table=table, recipe=recipe, one_shot=one_shot, **self.parse_place())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -493,6 +567,7 @@ class AblationOptions(RunOptions):
     """A table's rows train with train.py's recipe at the table's epochs (--epochs, --batch, --lr override it)."""
 
     table: AblationTable
+    one_shot: OneShot | None = None  # --strategy one-shot: rows in the supernet's space are scored with it
 
 
 def say(message: str) -> None:

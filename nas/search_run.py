@@ -16,18 +16,21 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from analysis.pareto import spread
 from analysis.runs import Search, child_runs, pareto_rows, write_search_report
 from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import SearchOptions, say
 from nas.progress import SearchProgress
-from nas.ray_common import EXIT_INTERRUPTED, quiet_console
+from nas.ray_common import quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
-from nas.tracking import SearchTracker
+from nas.tracking import ConfirmTracker, SearchTracker
+from nas.trial import score_trial
 from nas.tune_run import before_first_trial, fit, open_parent, ray_session, resource_params, trial_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
+from search_space.genome import Genome
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
 
@@ -71,12 +74,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
             say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
     supernet = None
     if options.one_shot is not None:
-        try:
-            supernet = ensure_supernet(options)
-        except KeyboardInterrupt:
-            say("\nThe search was interrupted while its supernet trained; the finished epochs are kept: run the same "
-                "command again to continue.")  # fmt: skip
-            raise SystemExit(EXIT_INTERRUPTED) from None
+        supernet = ensure_supernet(options, options.one_shot, "search")
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
     rejections = folder / "rejected.jsonl"
@@ -117,9 +115,62 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
                 run_config=run_config,
             )
 
-        score = supernet is not None
-        fit(options, "search", options.experiment, new_tuner, tracker, [progress], resume, parent_id, score)
+        trainable = score_trial if supernet is not None else None
+        fit(options, "search", options.experiment, new_tuner, tracker, [progress], resume, parent_id, trainable)
+        if options.confirm is not None:
+            confirm_front(options, client, gate, experiment_id, parent_id, supernet, concurrency, resume)
     return finish(client, options, experiment_id, parent_id, supernet)
+
+
+def confirm_front(
+    options: SearchOptions,
+    client: MlflowClient,
+    gate: BudgetGate,
+    experiment_id: str,
+    parent_id: str,
+    supernet: ReadySupernet,
+    concurrency: int,
+    resume: bool,
+) -> None:
+    """--confirm K: K members of the inherited-AP front, spread over FLOPs, trained standalone as Ray trials (a Tune
+    experiment `<experiment>-confirm` beside the search's, resumed with it)."""
+    confirm = options.confirm
+    front = Search(client.get_run(parent_id), child_runs(client, experiment_id, parent_id)).front
+    chosen = spread(front, confirm.count)
+    start = "fine-tuned from the supernet's weights" if confirm.start == "inherited" else "from scratch"
+    steps = f", {confirm.recipe.max_steps} steps each" if confirm.recipe.max_steps else ""
+    say(f"confirming {len(chosen)} of the front's {len(front)} genomes: each trains standalone {start} for "
+        f"{confirm.recipe.epochs} epoch(s){steps} (train.py's recipe)")  # fmt: skip
+    rows = [
+        {
+            "genome": r.data.tags["genome"],
+            "preset": r.data.tags.get("preset"),
+            "confirms": r.info.run_id,
+            "flops": int(r.data.metrics["flops"]),
+            "cost": gate.cost(Genome.from_compact(r.data.tags["genome"])).metrics(),
+            "known": {"inherited_ap": r.data.metrics["ap"]},
+        }
+        for r in chosen
+    ]
+    tracker = ConfirmTracker(options.tracking_uri, experiment_id, parent_id, confirm.start)
+    progress = SearchProgress(len(rows), concurrency, None, options.convention)
+    config = {
+        **trial_config(options, confirm.recipe),
+        "supernet": str(supernet.folder),
+        "start": confirm.start,
+        "row": tune.grid_search(rows),
+    }
+
+    def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space=config,
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
+            run_config=run_config,
+        )
+
+    name = f"{options.experiment}-confirm"
+    fit(options, "search's confirmation", name, new_tuner, tracker, [progress], resume, parent_id)
 
 
 def parent_fields(options: SearchOptions, supernet: ReadySupernet | None = None) -> tuple[dict, dict]:
@@ -154,11 +205,17 @@ def finish(
 ) -> dict:
     folder = options.folder
     search = Search(client.get_run(parent_id), child_runs(client, experiment_id, parent_id))
-    runs, eligible, front = search.runs, search.eligible, search.front
+    runs, eligible, front, confirmations = search.scored, search.eligible, search.front, search.confirmations
     front_ids = {r.info.run_id for r in front}
     for r in runs:
         client.set_tag(r.info.run_id, "pareto", str(r.info.run_id in front_ids).lower())
-    rows = pareto_rows(front, options.convention)
+    scored = {r.info.run_id: r for r in runs}
+    for confirmation in confirmations.values():  # the scored run shows its standalone AP too
+        confirmed = scored.get(confirmation.data.tags["confirms"])
+        if confirmed is not None and "confirmed_ap" not in confirmed.data.metrics:
+            ap = confirmation.data.metrics["ap"]
+            client.log_metric(confirmed.info.run_id, "confirmed_ap", ap, int(time.time() * 1000))
+    rows = pareto_rows(front, options.convention, confirmations if options.confirm else None)
     for path in write_search_report(search, folder / "report", options.experiment):
         client.log_artifact(parent_id, str(path), "pareto")
     rejected = _rejections(folder / "rejected.jsonl")
@@ -169,6 +226,7 @@ def finish(
         "rejected_over_budget": sum(1 for r in rejected if r["reason"].startswith("over budget")),
         "rejected_invalid": sum(1 for r in rejected if r["reason"].startswith("invalid")),
         "front_size": len(front),
+        "confirmed": len(confirmations),
     }
     hv = search.hypervolume()
     now = int(time.time() * 1000)
@@ -179,6 +237,11 @@ def finish(
           f"{hv:.4f}; {counts['trials_failed']} failed, {counts['rejected_over_budget']} samples rejected over "
           "budget before training):")  # fmt: skip
     print_front(rows, options.space.base.compact())
+    if options.confirm:
+        recipe = options.confirm.recipe
+        print(f"ap: inherited from the supernet; confirmed_ap: trained standalone ({options.confirm.start}, "
+              f"{recipe.epochs} epochs{f' of {recipe.max_steps} steps' if recipe.max_steps else ''}), for "
+              f"{len(confirmations)} members spread over FLOPs")  # fmt: skip
     print_ui_hint(options.tracking_uri, experiment_id)
     return {
         "parent_run_id": parent_id,
@@ -200,10 +263,11 @@ def finish(
                 "genes": {k.removeprefix("gene."): v for k, v in r.data.params.items() if k.startswith("gene.")},
                 "genome": r.data.tags.get("genome"),
                 "ap": r.data.metrics["ap"],
+                **({"confirmed_ap": row.get("confirmed_ap")} if options.confirm else {}),
                 "flops": int(r.data.metrics["flops"]),
                 "params": int(r.data.metrics.get("params", 0)),
             }
-            for r in front
+            for r, row in zip(front, rows, strict=True)
         ],
     }
 

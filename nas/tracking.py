@@ -95,7 +95,7 @@ class SearchTracker(tune.Callback):
             self.client.log_batch(
                 run_id,
                 metrics=[Metric("flops", config["flops"], now, 0)]
-                + [Metric(k, v, now, 0) for k, v in config["cost"].items()],
+                + [Metric(k, v, now, 0) for k, v in {**config["cost"], **config.get("known", {})}.items()],
                 params=[Param(k, v) for k, v in gene_params(genome).items()],
             )
             self._logged_steps[run_id] = set()
@@ -163,3 +163,24 @@ class SearchTracker(tune.Callback):
         error = str(getattr(trial, "error_file", "") or "")
         self.client.set_tag(run_id, "error_file", error)
         self.client.set_terminated(run_id, "FAILED")
+
+
+class ConfirmTracker(SearchTracker):
+    """The --confirm trainings of a one-shot front: child runs of the search tagged `confirm=true`, each naming the
+    scored run it confirms and holding that run's inherited AP (`inherited_ap`) beside its own `ap`."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, start: str) -> None:
+        super().__init__(tracking_uri, experiment_id, parent_run_id, {})
+        self.start = start
+
+    def orphan_of(self, config: dict) -> list:
+        return [run for run in super().orphan_of(config) if run.data.tags.get("confirm") == "true"]
+
+    def identity(self, config: dict) -> tuple[str | None, dict[str, str]]:
+        tags = {"strategy": "one-shot", "inherited": "false", "confirm": "true", "confirm_from": self.start}
+        preset = config.get("preset")
+        return f"confirm {preset or config['confirms'][:8]}", {
+            **tags,
+            "confirms": config["confirms"],
+            **({"preset": preset} if preset else {}),
+        }

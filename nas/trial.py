@@ -68,7 +68,18 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
         return
     device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
     data = load_data(parse_data(config["data"]))
-    train(genome, data, recipe, out_dir, lambda record: tune.report(metrics_of(record)), quiet=True, device=device)
+    initial = inherited_weights(config["supernet"], genome) if config.get("start") == "inherited" else None
+    train(
+        genome, data, recipe, out_dir, lambda record: tune.report(metrics_of(record)), quiet=True, device=device,
+        initial=initial,
+    )  # fmt: skip
+
+
+def inherited_weights(folder: str, genome: Genome) -> dict[str, torch.Tensor]:
+    """A genome's weights cut from a supernet, to fine-tune from (`--confirm-from inherited`); its BatchNorm
+    statistics settle in the first training steps."""
+    supernet = restore(Path(folder) / CHECKPOINT, CPU)[0]
+    return supernet.extract(genome).state_dict()
 
 
 @dataclass
@@ -123,3 +134,9 @@ def score_trial(config: dict) -> None:
             "complete": True,
         }
     )
+
+
+def row_trial(config: dict) -> None:
+    """Tune function trainable of a one-shot ablation table: a row whose genome is in the supernet's space is scored
+    with its weights, any other row is trained standalone (config['signal'] says which)."""
+    (score_trial if flat_config(config)["signal"] == "inherited" else train_trial)(config)

@@ -25,7 +25,7 @@ from ray.tune.logger import JsonLoggerCallback
 from nas.options import RunOptions, SearchError, TrialResources, code_version, resume_command, say
 from nas.ray_common import EXIT_INTERRUPTED, ray_instance, recipe_config
 from nas.tracking import SearchTracker
-from nas.trial import TRAINING_DIR, flat_config, score_trial, train_trial
+from nas.trial import TRAINING_DIR, flat_config, train_trial
 from pose.train import Recipe
 
 
@@ -169,14 +169,14 @@ def fit(
     callbacks: list[tune.Callback],
     resume: bool,
     parent_id: str,
-    score: bool = False,
+    trainable: Callable | None = None,
 ) -> tune.ResultGrid:
     """Run a Tuner named `name` in <folder>/tune (restored if --resume finds it), then make MLflow agree with Tune's
-    results. `new_tuner(trainable, run_config)` builds a new one. Trials train their genome, or with `score` score it
-    with a supernet (one-shot). An interrupted job marks its parent and its unfinished runs KILLED, prints the
-    command that resumes it and exits with 130."""
-    if score:
-        trainable = tune.with_resources(score_trial, options.resources.ray_resources())
+    results. `new_tuner(trainable, run_config)` builds a new one. Trials train their genome (`train_trial`), or run
+    the given `trainable` (one-shot scoring: `nas.trial.score_trial` or `row_trial`). An interrupted job marks its
+    parent and its unfinished runs KILLED, prints the command that resumes it and exits with 130."""
+    if trainable is not None:
+        trainable = tune.with_resources(trainable, options.resources.ray_resources())
     elif options.ddp_per_trial > 1:  # the trial drives a Ray Train run whose workers ask for the CPUs; Tune refuses
         # a trial that asks for nothing, so it holds one byte of memory
         trainable = tune.with_resources(

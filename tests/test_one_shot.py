@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, pareto_front
 from tests.scripts import run_script
@@ -101,10 +102,77 @@ def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, spac
         assert trial_id in trial_ids and client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_confirm_trains_front_members_standalone_beside_their_inherited_ap(tmp_path, space_file):
+    """--confirm 2, fine-tuned from inherited weights: two front members (its cheapest and its most accurate) are
+    trained as Ray trials; each run holds both APs and names the scored run it confirms."""
+    confirm = ["--confirm", "2", "--confirm-from", "inherited", "--confirm-epochs", "1", "--confirm-steps", "2"]
+    done = run_one_shot(tmp_path, space_file, "--evaluations", "4", *confirm)
+    summary = summary_of(done)
+    client, runs = children(tmp_path, summary)
+    scored = [r for r in runs if r.data.tags.get("confirm") != "true"]
+    confirmed = [r for r in runs if r.data.tags.get("confirm") == "true"]
+    assert len(scored) == 4
+    front = sorted((r for r in scored if r.data.tags["pareto"] == "true"), key=lambda r: r.data.metrics["flops"])
+    expected = [front[0], front[-1]] if len(front) > 1 else front
+    assert summary["front_size"] == len(front) and summary["confirmed"] == len(expected) == len(confirmed)
+    assert sorted(r.data.tags["confirms"] for r in confirmed) == sorted(r.info.run_id for r in expected)
+    by_id = {r.info.run_id: r for r in scored}
+    for run in confirmed:
+        assert run.info.status == "FINISHED" and run.data.tags["inherited"] == "false"
+        assert run.data.tags["confirm_from"] == "inherited" and "pareto" not in run.data.tags
+        member = by_id[run.data.tags["confirms"]]
+        assert run.data.tags["genome"] == member.data.tags["genome"]
+        assert run.data.metrics["inherited_ap"] == member.data.metrics["ap"]
+        assert member.data.metrics["confirmed_ap"] == run.data.metrics["ap"]
+        assert run.data.metrics["flops"] == member.data.metrics["flops"]
+    shown = {p["run_id"]: p["confirmed_ap"] for p in summary["pareto"]}
+    assert {k for k, v in shown.items() if v is not None} == {r.info.run_id for r in expected}
+    assert "confirmed_ap" in done.stdout and "confirming" in done.stderr
+    table = (tmp_path / "runs" / "t" / "report" / "pareto.csv").read_text()
+    assert table.splitlines()[0].split(",")[:4] == ["trial_id", "preset", "ap", "confirmed_ap"]
+
+
+def test_one_shot_table_scores_rows_in_the_space_and_trains_the_others(tmp_path, space_file):
+    """`ablate.py --strategy one-shot`: the tiny table's first row is the tiny space's base genome (scored with the
+    supernet), its second switches off cross-resolution weighting, which the space does not hold (trained)."""
+    from tests.test_ablation import TINY
+
+    table = tmp_path / "tiny-table.yaml"
+    table.write_text(TINY)
+    command = [
+        sys.executable, "experiments/ablate.py", "--table", str(table), "--data", MINI_DATA, "--input", "64x64",
+        "--storage", str(tmp_path / "runs"), "--json", "--space", str(space_file), *ONE_SHOT,
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    summary = summary_of(done)
+    rows = {r["row"]: r for r in summary["rows"]}
+    assert rows["small"]["signal"] == "inherited" and rows["small without cross"]["signal"] == "trained"
+    assert all(isinstance(r["ap"], float) and r["status"] == "FINISHED" for r in rows.values())
+    assert (
+        "rows marked inherited" in summary["recipe"] and "rows marked trained: proxy AP: 1 epochs" in summary["recipe"]
+    )
+    assert "signal" in done.stdout.splitlines()[2] and "inherited" in done.stdout
+    client = MlflowClient(summary["tracking_uri"])
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.data.tags["strategy"] == "one-shot" and "supernet_run_id" in parent.data.tags
+    runs = {r.data.tags["row"]: r for r in client.search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )}  # fmt: skip
+    scored, trained = runs["small"], runs["small without cross"]
+    assert scored.data.tags["signal"] == "inherited" and "score_seconds" in scored.data.metrics
+    assert trained.data.tags["signal"] == "trained" and "train_seconds" in trained.data.metrics
+    assert "score_seconds" not in trained.data.metrics
+    csv = (tmp_path / "runs" / "ablations" / "tiny-table" / "report" / "tiny.csv").read_text()
+    assert "signal" in csv.splitlines()[0]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--supernet", "nowhere"], "only a one-shot search scores with a supernet"),
+        (["--confirm", "2"], "a trials search's front is already trained"),
+        (["--strategy", "one-shot", "--confirm", "-1"], "--confirm -1: give the number"),
+        (["--strategy", "one-shot", "--confirm", "1", "--confirm-epochs", "0"], "--confirm-epochs must be at least 1"),
+        (["--supernet", "nowhere"], "only one-shot scoring uses a supernet"),
         (["--strategy", "one-shot", "--supernet", "nowhere"], "no supernet.pt there"),
         (["--strategy", "one-shot", "--scheduler", "asha"], "no epochs to stop early at"),
         (["--strategy", "one-shot", "--evaluations", "0"], "--evaluations must be at least 1"),

@@ -16,6 +16,7 @@ from analysis.pareto import (
     normalised_hypervolume,
     pareto_front,
     reference_point,
+    spread,
 )
 
 SEEDS = [0, 1, 2, 3, 7, 42, 123, 2024]
@@ -240,3 +241,9 @@ def test_kendall_tau_counts_pairs_and_ties():
     assert tau_against_published({**flops, "naive-litehrnet-18": 10**12}) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="different lengths"):
         kendall_tau([1], [1, 2])
+
+
+def test_spread_picks_both_ends_and_evenly_between():
+    items = list(range(10))
+    assert spread(items, 2) == [0, 9] and spread(items, 4) == [0, 3, 6, 9] and spread(items, 1) == [9]
+    assert spread(items, 10) == items and spread(items, 30) == items and spread([], 3) == []

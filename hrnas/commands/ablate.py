@@ -5,6 +5,8 @@ python experiments/ablate.py --table lite-hrnet --complexity-only      # seconds
 python experiments/ablate.py --table lite-hrnet                        # train every row (synthetic data)
 python experiments/ablate.py --table ccw --epochs 8 --data /data/coco --input 256x192 --json
 python experiments/ablate.py --table my-table.yaml --resume            # continue a killed run of a table
+python experiments/ablate.py --table dite-hrnet --strategy one-shot    # rows in the supernet's space: inherited AP
+python experiments/ablate.py --table ccw --strategy one-shot --supernet runs/supernet
 
 Tables: lite-hrnet, ccw, dite-hrnet, fuse, reduction (shipped in search_space/ablations/), or any YAML in that format.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hrnas.commands.trial_options import add_trial_resource_arguments
+from hrnas.commands.trial_options import add_one_shot_arguments, add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
 from nas.options import AblationArgs, describe_command
 from search_space.ablation import available_tables
@@ -31,6 +33,10 @@ def build_parser() -> Parser:
                    "complexity is counted at the table's input")  # fmt: skip
     p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"batch size (default {DEFAULTS.batch})")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak Adam learning rate (default {DEFAULTS.lr:g})")
+    add_one_shot_arguments(p, "how a row gets its AP: trials (trained, default) or one-shot (rows in the "
+                           "supernet's space scored with its weights, the others trained)")  # fmt: skip
+    p.add_argument("--space", default=None, help="one-shot: the supernet's space YAML (default: --supernet's, else "
+                   "the packaged default space)")  # fmt: skip
     p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_trial_resource_arguments(p, "row")

@@ -7,6 +7,7 @@ python experiments/search.py --budget 0.5G --address 127.0.0.1:6379 --tracking-u
 python experiments/search.py --budget 0.5G --resume                  # continue a killed search
 python experiments/search.py --budget 0.5G --strategy one-shot       # score genomes with a supernet trained once
 python experiments/search.py --budget 0.3G --strategy one-shot --supernet runs/supernet --evaluations 300
+python experiments/search.py --budget 0.3G --strategy one-shot --confirm 4   # then train 4 front members standalone
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hrnas.commands.trial_options import add_trial_resource_arguments
+from hrnas.commands.trial_options import add_one_shot_arguments, add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
-from nas.options import SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, STRATEGIES, SearchArgs, describe_command
+from nas.options import CONFIRM_STARTS, SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, SearchArgs, describe_command
 from pose.train import Recipe
 from search_space.complexity import CONVENTIONS
 
@@ -28,20 +29,20 @@ def build_parser() -> Parser:
     p.add_argument("--budget", required=True, help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20)")
     p.add_argument("--space", default=DEFAULTS.space, help="search space YAML (default: the packaged "
                    "default space, search_space/spaces/default.yaml)")  # fmt: skip
-    p.add_argument("--strategy", default=DEFAULTS.strategy, choices=list(STRATEGIES), help="how a genome gets its "
-                   "AP: trials (a short training each, default) or one-shot (inherited weights of a supernet trained "
-                   "once for the space)")  # fmt: skip
+    add_one_shot_arguments(p, "how a genome gets its AP: trials (a short training each, default) or one-shot "
+                           "(inherited weights of a supernet trained once for the space)")  # fmt: skip
     p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
     p.add_argument("--evaluations", type=int, default=DEFAULTS.evaluations, help="one-shot: genomes scored "
                    f"(default {DEFAULTS.evaluations})")  # fmt: skip
-    p.add_argument("--supernet", default=None, metavar="DIR", help="one-shot: a supernet (the --out of `hrnas "
-                   "supernet train`) of this space and data; default: train one, cached under --storage")  # fmt: skip
-    p.add_argument("--supernet-epochs", type=int, default=DEFAULTS.supernet_epochs, help="one-shot without "
-                   f"--supernet: epochs of the supernet it trains (default {DEFAULTS.supernet_epochs})")  # fmt: skip
-    p.add_argument("--supernet-steps", type=int, default=None, metavar="N", help="one-shot without --supernet: "
-                   "stop each supernet epoch after N steps (default: whole epochs)")  # fmt: skip
-    p.add_argument("--calibration", type=int, default=DEFAULTS.calibration, help="one-shot: BatchNorm calibration "
-                   f"images per scored genome (default {DEFAULTS.calibration})")  # fmt: skip
+    p.add_argument("--confirm", type=int, default=0, metavar="K", help="one-shot: then train K front members "
+                   "(spread over FLOPs) standalone with train.py's recipe, their AP beside the inherited one "
+                   "(default 0)")  # fmt: skip
+    p.add_argument("--confirm-from", default=DEFAULTS.confirm_from, choices=list(CONFIRM_STARTS), help="--confirm "
+                   "trains from scratch (default) or fine-tunes from the supernet's weights (inherited)")  # fmt: skip
+    p.add_argument("--confirm-epochs", type=int, default=None, metavar="N", help=f"--confirm: epochs per member "
+                   f"(default train.py's {Recipe().epochs})")  # fmt: skip
+    p.add_argument("--confirm-steps", type=int, default=None, metavar="N", help="--confirm: stop each epoch after N "
+                   "steps (default: whole epochs)")  # fmt: skip
     p.add_argument("--sampler", default=DEFAULTS.sampler, choices=list(SAMPLERS), help="Optuna sampler: auto "
                    "(TPE for trials, NSGA-II for one-shot; default), tpe, nsga2")  # fmt: skip
     p.add_argument("--data", default=DEFAULTS.data, help="synthetic | COCO_ROOT | ANN.json:IMAGE_DIR")

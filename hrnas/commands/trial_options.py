@@ -1,13 +1,15 @@
-"""The options that say where a search's or a table's trials run, shared by `hrnas search` and `hrnas ablate`."""
+"""The options that say where a search's or a table's trials run and how they score genomes with a supernet,
+shared by `hrnas search` and `hrnas ablate`."""
 
 from __future__ import annotations
 
 import argparse
 
-from nas.options import TRIAL_DEVICES, RunArgs
+from nas.options import STRATEGIES, TRIAL_DEVICES, OneShotArgs, RunArgs
 from pose.device import AMPS
 
 DEFAULTS = RunArgs()
+ONE_SHOT = OneShotArgs()
 
 
 def add_trial_resource_arguments(p: argparse.ArgumentParser, unit: str) -> None:
@@ -23,3 +25,15 @@ def add_trial_resource_arguments(p: argparse.ArgumentParser, unit: str) -> None:
     p.add_argument("--ddp-per-trial", type=int, default=DEFAULTS.ddp_per_trial, metavar="N", help=f"train each "
                    f"{unit} as N Ray Train workers of --cpus-per-trial CPUs that split each global --batch (default "
                    "1: one process)")  # fmt: skip
+
+
+def add_one_shot_arguments(p: argparse.ArgumentParser, strategy_help: str) -> None:
+    p.add_argument("--strategy", default=ONE_SHOT.strategy, choices=list(STRATEGIES), help=strategy_help)
+    p.add_argument("--supernet", default=None, metavar="DIR", help="one-shot: a supernet (the --out of `hrnas "
+                   "supernet train`) of this space and data; default: train one, cached under --storage")  # fmt: skip
+    p.add_argument("--supernet-epochs", type=int, default=ONE_SHOT.supernet_epochs, help="one-shot without "
+                   f"--supernet: epochs of the supernet it trains (default {ONE_SHOT.supernet_epochs})")  # fmt: skip
+    p.add_argument("--supernet-steps", type=int, default=None, metavar="N", help="one-shot without --supernet: "
+                   "stop each supernet epoch after N steps (default: whole epochs)")  # fmt: skip
+    p.add_argument("--calibration", type=int, default=ONE_SHOT.calibration, help="one-shot: BatchNorm calibration "
+                   f"images per scored genome (default {ONE_SHOT.calibration})")  # fmt: skip
