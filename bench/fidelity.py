@@ -3,6 +3,8 @@
 python bench/fidelity.py --measure trials-1 --seeds 0,1            # train the six presets, 1 epoch (search trial)
 python bench/fidelity.py --measure trials-4 --seeds 0,1            # ... 4 epochs at the search's fidelity
 python bench/fidelity.py --measure train-12 --seeds 0,1            # ... the train.py recipe (12 epochs)
+python bench/fidelity.py --measure train-12 --presets ditehrnet-18,ditehrnet-30   # only some presets
+python bench/fidelity.py --import-proxy-runs bench/proxy_runs.jsonl   # train-12 runs bench/proxy_accuracy.py made
 python bench/fidelity.py --supernet runs/sn-s0 --supernet runs/sn-s1   # one-shot: supernet trainings' inherited AP
 python bench/fidelity.py --report [--tracking-uri sqlite:///runs/mlflow.db]   # reprint (and log) the table
 
@@ -24,21 +26,19 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 # Python puts this script's folder first on the path; bench/supernet.py would shadow the `supernet` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from analysis.fidelity import PUBLISHED_COCO_AP, tau_against_published  # noqa: E402
+from analysis.fidelity import DESIGN, PUBLISHED_COCO_AP, design_ratio, tau_against_published  # noqa: E402
 from nas.options import SEARCH_FIDELITY  # noqa: E402
 from pose.train import Recipe, load_data, train  # noqa: E402
 from search_space.complexity import genome_complexity  # noqa: E402
 from search_space.presets import load_preset  # noqa: E402
 
 PRESETS = list(PUBLISHED_COCO_AP)
-DESIGN = ("naive-litehrnet-18", "ditehrnet-18", "wider-naive-litehrnet-18")  # base, design gain, FLOPs gain
-PUBLISHED_RATIO = 0.97
 TARGET_TAU = 0.73
 RECIPES: dict[str, Recipe] = {  # the training signals `--measure` runs
     "trials-1": SEARCH_FIDELITY,
@@ -48,10 +48,10 @@ RECIPES: dict[str, Recipe] = {  # the training signals `--measure` runs
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "fidelity.jsonl"
 
 
-def measure(signal: str, seeds: list[int], results: Path, threads: int) -> None:
+def measure(signal: str, seeds: list[int], results: Path, threads: int, presets: list[str]) -> None:
     data = load_data(None)
-    total = len(seeds) * len(PRESETS)
-    for k, (seed, name) in enumerate((s, n) for s in seeds for n in PRESETS):
+    total = len(seeds) * len(presets)
+    for k, (seed, name) in enumerate((s, n) for s in seeds for n in presets):
         recipe = replace(RECIPES[signal], seed=seed, threads=threads)
         start = time.perf_counter()
         result = train(load_preset(name), data, recipe, quiet=True)
@@ -75,6 +75,22 @@ def from_supernets(folders: list[Path], results: Path) -> None:
         print(f"one-shot: {folder} (seed {result['seed']}) recorded")
 
 
+def from_proxy_runs(path: Path, results: Path) -> None:
+    """train-12 records from `bench/proxy_accuracy.py` runs of exactly train.py's recipe (the same trainings
+    `--measure train-12` makes; CPU-seconds: their wall time x their threads)."""
+    wanted = json.loads(json.dumps(asdict(RECIPES["train-12"])))  # as proxy_accuracy.py keys a run (lists, dicts)
+    for line in path.read_text().splitlines():
+        run = json.loads(line)
+        key = json.loads(run["recipe_key"])
+        same = all(key.get(k) == wanted.get(k) for k in set(key) | set(wanted) if k not in {"seed", "threads"})
+        if not same or run["arch"] not in PRESETS:
+            continue
+        record = {"signal": "train-12", "preset": run["arch"], "seed": run["seed"], "ap": run["ap"],
+                  "cpu_seconds": run["wall_seconds"] * run["threads"], "source": str(path)}  # fmt: skip
+        append(results, record)
+        print(f"train-12: {run['arch']} seed {run['seed']} (AP {run['ap']:.3f}) recorded from {path}")
+
+
 def append(path: Path, record: dict) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
@@ -91,7 +107,7 @@ def row(signal: str, scores: dict[int, dict[str, float]], cpu: float) -> dict:
         "signal": signal,
         "seeds": len(seeds),
         "tau": tau_against_published(mean),
-        "ratio": gains[0] / gains[1] if gains[1] else float("nan"),
+        "ratio": design_ratio(mean),
         "gains_above_spread": len(seeds) > 1 and min(gains) > spread,
         "spread": spread if len(seeds) > 1 else float("nan"),
         "cpu_seconds": cpu,
@@ -150,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--measure", choices=list(RECIPES), help="train the six presets with this signal's recipe")
     p.add_argument("--seeds", default="0", help="comma-separated seeds for --measure (default 0)")
+    p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets for --measure (default all)")
+    p.add_argument("--import-proxy-runs", default=None, metavar="JSONL", help="record the train-12 runs of "
+                   "bench/proxy_accuracy.py from this file")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="torch threads of a --measure training (default 1)")
     p.add_argument("--supernet", action="append", default=[], help="a `supernet train` --out folder (per seed)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="the JSONL file of measurements")
@@ -158,7 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     results = Path(args.results)
     if args.measure:
-        measure(args.measure, [int(s) for s in args.seeds.split(",")], results, args.threads)
+        presets = args.presets.split(",")
+        unknown = sorted(set(presets) - set(PRESETS))
+        if unknown:
+            p.error(f"--presets: {', '.join(unknown)} are not among {', '.join(PRESETS)}")
+        measure(args.measure, [int(s) for s in args.seeds.split(",")], results, args.threads, presets)
+    if args.import_proxy_runs:
+        from_proxy_runs(Path(args.import_proxy_runs), results)
     if args.supernet:
         from_supernets([Path(f) for f in args.supernet], results)
     rows = table(results)
