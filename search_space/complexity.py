@@ -331,6 +331,17 @@ def _sum_of_parts(parts: Sequence[Part], inputs: Shapes) -> _Count:
     return _Count(flops, params, torchstat_params, shapes)
 
 
+def part_inputs(spec: NetworkSpec, input_shape: tuple[int, ...]) -> list[tuple[Part, Shapes]]:
+    """Every top-level part of PoseNet(spec), in run order, with the shapes it runs on (each part's output shapes
+    from its memoised count): what a per-part latency table looks up."""
+    shapes: Shapes = tuple(input_shape)
+    placed = []
+    for part in network_parts(spec):
+        placed.append((part, shapes))
+        shapes = _part_cost(part, shapes).output
+    return placed
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Tiny batch-1 ops: several threads only contend (10x slower on a busy 2-core machine)."""

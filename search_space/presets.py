@@ -28,9 +28,9 @@ def load_architecture(arch: str) -> Genome:
     raise ValueError(f"--arch {arch!r} is neither a preset ({', '.join(PRESETS)}) nor a genome file")
 
 
-def add_architecture_arguments(parser) -> None:
+def add_architecture_arguments(parser, required: bool = True) -> None:
     """The `--arch` and repeatable `--gene NAME=VALUE` options every command-line tool shares."""
-    parser.add_argument("--arch", required=True, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
+    parser.add_argument("--arch", required=required, help=f"preset ({', '.join(PRESETS)}) or genome YAML/JSON file")
     parser.add_argument(
         "--gene",
         action="append",

@@ -1,0 +1,265 @@
+"""A latency predictor fitted on the machine at hand (nn-Meter's idea, at the granularity hrnas counts at).
+
+PoseNet is exactly its parts (`blocks.network.network_parts`: stem, transitions, each module's layers and fuse,
+heads), and a part's module and forward are fixed by its key and input shapes. The table times every distinct
+(key, input shapes) once, alone, on the target runtime (a multi-branch module's layers part runs its branches one
+after another inside it, as the whole network does). A genome's prediction is the sum of its parts' times, through
+a linear correction `scale * sum + offset` fitted against whole-network measurements: what running the parts as one
+graph saves or adds (one session call instead of many, fused boundaries). The table is cached per setting and
+machine fingerprint; parts a genome needs that the table lacks are timed when first asked for, and kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blocks.network import Part, prepare_for_training
+from search_space.complexity import complexity_code_hash, part_inputs
+from search_space.genome import Genome, GenomeError
+from search_space.latency import Setting, machine_fingerprint, measure_latencies, runner, time_interleaved
+from search_space.space import SearchSpace
+
+TABLE_DIR = "latency"  # under the hrnas cache folder
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HRNAS_CACHE", Path.home() / ".cache" / "hrnas")) / TABLE_DIR
+
+
+class _PartModule(nn.Module):
+    """One part as a module of tensors (a list of branches becomes positional inputs and a tuple of outputs), so
+    that it can be timed, and exported, alone."""
+
+    def __init__(self, module: nn.Module, run: Callable[[nn.Module, Any], Any], branches: bool) -> None:
+        super().__init__()
+        self.part = module
+        self.run = run
+        self.branches = branches
+
+    def forward(self, *xs: torch.Tensor):
+        out = self.run(self.part, list(xs) if self.branches else xs[0])
+        return tuple(out) if isinstance(out, list) else out
+
+
+def _example(shapes) -> tuple[tuple[torch.Tensor, ...], bool]:
+    if shapes and isinstance(shapes[0], tuple):
+        return tuple(torch.zeros(s) for s in shapes), True
+    return (torch.zeros(shapes),), False
+
+
+def part_key(part: Part, shapes) -> str:
+    return repr((part.key, shapes))
+
+
+def genome_parts(genome: Genome, setting: Setting, joints: int = 17) -> list[tuple[str, Part, Any]]:
+    """(table key, part, input shapes) of every part of the genome's network, in run order."""
+    spec = genome.resolve(joints)
+    return [(part_key(p, s), p, s) for p, s in part_inputs(spec, (setting.batch, 3, *setting.input_hw))]
+
+
+def time_part(part: Part, shapes, setting: Setting, folder: Path, seconds: float = 0.15) -> float:
+    """The median ms of one part run alone on zeros of its input shapes."""
+    example, branches = _example(shapes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = _PartModule(part.build(), part.run, branches).eval()
+    if setting.runtime == "ort":
+        prepare_for_training(module, fast=False)  # the exported formulation (as blocks.onnx_export)
+    run = runner(module, example, setting, folder)
+    samples = time_interleaved({"part": run}, seconds=seconds, rounds=3, warmup=2)["part"]
+    return statistics.median(samples) * 1000
+
+
+@dataclass
+class LatencyTable:
+    """Per-part times (ms) for one setting on one machine, and the correction fitted to whole networks."""
+
+    setting: Setting
+    fingerprint: dict[str, str]
+    code: str  # the modules' source hash: parts change when blocks change
+    parts: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    fitted_on: list[str] = field(default_factory=list)  # compact genomes measured whole for the correction
+    fit_seconds: float = 0.0
+
+    # ---- prediction ---------------------------------------------------------------------------------------------
+    def raw_ms(self, genome: Genome, timing: Callable[[Part, Any], float] | None = None) -> float:
+        """The sum of the genome's part times; a part the table lacks is timed by `timing` (and kept) or is a
+        KeyError naming it."""
+        total = 0.0
+        for key, part, shapes in genome_parts(genome, self.setting):
+            if key not in self.parts:
+                if timing is None:
+                    raise KeyError(key)
+                self.parts[key] = timing(part, shapes)
+            total += self.parts[key]
+        return total
+
+    def predict(self, genome: Genome, timing: Callable[[Part, Any], float] | None = None) -> float:
+        """Predicted latency in ms."""
+        return self.scale * self.raw_ms(genome, timing) + self.offset_ms
+
+    def covers(self, genome: Genome) -> bool:
+        return all(key in self.parts for key, _, _ in genome_parts(genome, self.setting))
+
+    # ---- storage -----------------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "setting": {**self.setting.__dict__, "input_hw": list(self.setting.input_hw)},
+            "fingerprint": self.fingerprint,
+            "code": self.code,
+            "parts": self.parts,
+            "scale": self.scale,
+            "offset_ms": self.offset_ms,
+            "fitted_on": self.fitted_on,
+            "fit_seconds": self.fit_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> LatencyTable:
+        setting = Setting(**{**data["setting"], "input_hw": tuple(data["setting"]["input_hw"])})
+        return cls(setting, data["fingerprint"], data["code"], data["parts"], data["scale"], data["offset_ms"],
+                   data["fitted_on"], data.get("fit_seconds", 0.0))  # fmt: skip
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json()))
+        tmp.replace(path)
+        return path
+
+
+def predict_latency(table: LatencyTable, genome: Genome, save: bool = True) -> float:
+    """The table's prediction for `genome`, timing (and keeping) the parts it lacks first."""
+    known = len(table.parts)
+    with tempfile.TemporaryDirectory(prefix="hrnas-parts-") as tmp:
+        folders = (Path(tmp) / str(i) for i in itertools.count())
+
+        def timing(part: Part, shapes) -> float:
+            folder = next(folders)
+            folder.mkdir()
+            return time_part(part, shapes, table.setting, folder)
+
+        predicted = table.predict(genome, timing)
+    if save and len(table.parts) > known:
+        table.save(table_path(table.setting, table.fingerprint))
+    return predicted
+
+
+def table_path(setting: Setting, fingerprint: dict[str, str] | None = None, folder: Path | None = None) -> Path:
+    """Where the table of this setting on this machine is cached."""
+    fingerprint = fingerprint or machine_fingerprint()
+    digest = hashlib.sha1(json.dumps([fingerprint, complexity_code_hash()], sort_keys=True).encode()).hexdigest()[:12]
+    return (folder or cache_dir()) / f"{setting.key()}-{digest}.json"
+
+
+def load_table(setting: Setting, folder: Path | None = None) -> LatencyTable | None:
+    """The cached table of this setting on this machine, if one was fitted."""
+    path = table_path(setting, folder=folder)
+    return LatencyTable.from_json(json.loads(path.read_text())) if path.is_file() else None
+
+
+# ---- fitting ----------------------------------------------------------------------------------------------------
+def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[str] = ()) -> list[Genome]:
+    """`count` distinct valid genomes of the space drawn uniformly gene by gene (seeded), none in `exclude`."""
+    rng = random.Random(seed)
+    seen = set(exclude)
+    choices = space.parameters()
+    out: list[Genome] = []
+    for _ in range(count * 200):
+        if len(out) == count:
+            break
+        try:
+            genome = space.genome({name: rng.choice(values) for name, values in choices.items()})
+            genome.resolve(17)
+        except (GenomeError, ValueError):
+            continue
+        if genome.compact() not in seen:
+            seen.add(genome.compact())
+            out.append(genome)
+    return out
+
+
+def least_squares(raw: list[float], measured: list[float]) -> tuple[float, float]:
+    """scale, offset minimising the squared error of scale * raw + offset against measured."""
+    a = np.stack([np.asarray(raw), np.ones(len(raw))], axis=1)
+    (scale, offset), *_ = np.linalg.lstsq(a, np.asarray(measured), rcond=None)
+    return float(scale), float(offset)
+
+
+def fit_table(
+    genomes: list[Genome],
+    setting: Setting,
+    progress: Callable[[str], None] = lambda _: None,
+    table: LatencyTable | None = None,
+    seconds_per_genome: float = 1.5,
+) -> LatencyTable:
+    """Time every part of `genomes` (those `table` lacks), measure the genomes whole, fit the correction."""
+    start = time.perf_counter()
+    table = table or LatencyTable(setting, machine_fingerprint(), complexity_code_hash())
+    with tempfile.TemporaryDirectory(prefix="hrnas-parts-") as tmp:
+        missing: dict[str, tuple[Part, Any]] = {}
+        for genome in genomes:
+            for key, part, shapes in genome_parts(genome, setting):
+                if key not in table.parts:
+                    missing.setdefault(key, (part, shapes))
+        for i, (key, (part, shapes)) in enumerate(missing.items()):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            table.parts[key] = time_part(part, shapes, setting, folder)
+            if (i + 1) % 25 == 0 or i + 1 == len(missing):
+                progress(f"  parts timed: {i + 1}/{len(missing)} ({time.perf_counter() - start:.0f} s)")
+    progress(f"  measuring {len(genomes)} genomes whole ...")
+    measured = measure_latencies({g.compact(): g for g in genomes}, setting, seconds_per_genome)
+    raw = [table.raw_ms(g) for g in genomes]
+    table.scale, table.offset_ms = least_squares(raw, [measured[g.compact()].median_ms for g in genomes])
+    table.fitted_on = [g.compact() for g in genomes]
+    table.fit_seconds = time.perf_counter() - start
+    return table
+
+
+FIT_GENOMES = 24  # genomes a table's correction is fitted on: the space's presets, then random ones
+
+
+def fit_space(
+    space: SearchSpace,
+    setting: Setting,
+    presets: dict[str, Genome],
+    count: int = FIT_GENOMES,
+    seed: int = 0,
+    progress: Callable[[str], None] = lambda _: None,
+    folder: Path | None = None,
+) -> tuple[LatencyTable, Path]:
+    """Fit (or extend) this machine's table for `setting` on `count` genomes of the space (its presets first),
+    cache it and return it with its path."""
+    inside = []
+    for genome in presets.values():
+        try:
+            space.params_of(genome)
+        except ValueError:
+            continue
+        inside.append(genome)
+    genomes = (inside + random_genomes(space, count, seed, {g.compact() for g in inside}))[:count]
+    progress(f"latency table for {setting.describe()}: timing the parts of {len(genomes)} genomes of space "
+             f"{space.name!r}, then measuring them whole ...")  # fmt: skip
+    table = fit_table(genomes, setting, progress, load_table(setting, folder))
+    path = table.save(table_path(setting, table.fingerprint, folder))
+    progress(f"  fitted in {table.fit_seconds:.0f} s: latency = {table.scale:.3f} x sum of {len(table.parts)} "
+             f"part times {table.offset_ms:+.2f} ms; saved to {path}")  # fmt: skip
+    return table, path

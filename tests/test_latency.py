@@ -1,0 +1,142 @@
+"""Latency: settings checked before any work, measurement on both runtimes, and the per-part latency table fitted
+on a tiny space (real onnxruntime and PyTorch; no figure is asserted against a clock, only how figures relate)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from search_space.latency import Latency, LatencyError, Setting, measure_latencies, of_samples, parse_setting
+from search_space.latency_table import (
+    LatencyTable,
+    fit_space,
+    fit_table,
+    genome_parts,
+    load_table,
+    predict_latency,
+    random_genomes,
+    table_path,
+)
+from search_space.space import SearchSpace
+from tests.scripts import run_script
+from tests.test_search import space_file
+
+SMALL = Setting(input_hw=(64, 64))  # tiny inputs keep every timing short
+
+
+assert space_file  # the fixture (the tiny space of the search tests), imported for these tests
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"runtime": "tvm"}, "--runtime 'tvm': choose one of ort, torch"),
+        ({"device": "tpu"}, "--device 'tpu': choose one of cpu, cuda"),
+        ({"batch": 0}, "both must be at least 1"),
+        ({"threads": 0}, "both must be at least 1"),
+    ],
+)
+def test_bad_settings_name_the_option(kwargs, message):
+    with pytest.raises(LatencyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_setting(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_refused():
+    with pytest.raises(LatencyError, match="no CUDA device"):
+        parse_setting(device="cuda")
+
+
+def test_samples_give_median_and_interquartile_range():
+    latency = of_samples([0.001, 0.002, 0.003, 0.004, 0.100], SMALL)
+    assert latency.median_ms == pytest.approx(3.0) and latency.runs == 5
+    assert latency.p25_ms <= latency.median_ms <= latency.p75_ms and latency.spread_ms > 0
+    assert Setting().describe() == "ort on cpu, batch 1, 1 thread, 256x192"
+    assert Setting(threads=2).tags()["latency_threads"] == "2" and Setting().tags()["latency_input_hw"] == "256x192"
+
+
+@pytest.mark.parametrize("runtime", ["ort", "torch"])
+def test_both_runtimes_measure_a_tiny_genome(runtime, space_file):
+    genome = SearchSpace.from_file(space_file).base
+    setting = Setting(runtime=runtime, batch=2, input_hw=(64, 64))
+    measured = measure_latencies({"a": genome}, setting, seconds=0.3)["a"]
+    assert isinstance(measured, Latency) and measured.setting == setting
+    assert measured.runs >= 15 and 0 < measured.p25_ms <= measured.median_ms <= measured.p75_ms
+    assert math.isfinite(measured.median_ms)
+
+
+def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
+    space = SearchSpace.from_file(space_file)
+    genomes = random_genomes(space, 4, seed=0)
+    assert len({g.compact() for g in genomes}) == 4
+    keys = [{k for k, _, _ in genome_parts(g, SMALL)} for g in genomes]
+    union = set().union(*keys)
+    assert len(union) < sum(len(k) for k in keys)  # the stem and heads of equal width are one entry each
+    setting = Setting(runtime="torch", input_hw=(64, 64))
+    table, path = fit_space(space, setting, {}, count=4, folder=tmp_path / "tables")
+    assert path == table_path(setting, folder=tmp_path / "tables") and path.is_file()
+    assert set(table.parts) == {k for g in genomes for k, _, _ in genome_parts(g, setting)}
+    assert all(v > 0 for v in table.parts.values()) and table.fitted_on == [g.compact() for g in genomes]
+    # the prediction is the fitted line through the sum of the genome's parts
+    for g in genomes:
+        raw = sum(table.parts[k] for k, _, _ in genome_parts(g, setting))
+        assert table.predict(g) == pytest.approx(table.scale * raw + table.offset_ms)
+    # saved and read back unchanged
+    again = load_table(setting, folder=tmp_path / "tables")
+    assert again is not None and again.to_json() == table.to_json()
+    assert LatencyTable.from_json(json.loads(path.read_text())).parts == table.parts
+
+
+def test_a_genome_outside_the_table_has_its_parts_timed_and_kept(space_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
+    space = SearchSpace.from_file(space_file)
+    setting = Setting(runtime="torch", input_hw=(64, 64))
+    narrow = space.base  # width 8, channel weighting
+    table = fit_table([narrow, space.genome({**space.params_of(narrow), "gene.width": "12"})], setting)
+    table.save(table_path(setting))
+    outside = space.genome({**space.params_of(narrow), "gene.width": "16", "gene.block": "shuffle"})
+    assert not table.covers(outside)
+    before = len(table.parts)
+    with pytest.raises(KeyError):
+        table.predict(outside)
+    predicted = predict_latency(table, outside)
+    assert predicted == pytest.approx(table.predict(outside)) and len(table.parts) > before
+    assert load_table(setting) is not None and load_table(setting).covers(outside)
+
+
+def test_complexity_latency_cli_measures_and_predicts(space_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
+    common = ["--input", "64x64", "--runtime", "torch", "--seconds", "0.3"]
+    code, out, err = run_script(capsys, "complexity", "--arch", "litehrnet-18", "--gene", "width=8", "--latency",
+                                *common, "--json")  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["latency_ms"] > 0 and record["runtime"] == "torch" and record["threads"] == 1
+    assert "predicted_latency_ms" not in record
+    code, out, err = run_script(capsys, "complexity", "--fit-latency", "--space", str(space_file), "--fit-genomes",
+                                "3", *common, "--json")  # fmt: skip
+    assert code == 0, err
+    fitted = json.loads(out.strip().splitlines()[-1])
+    assert fitted["genomes"] == 3 and fitted["parts"] > 0 and "parts timed" in err
+    code, out, err = run_script(capsys, "complexity", "--arch", "litehrnet-18", "--gene", "width=8", "--latency",
+                                *common, "--json")  # fmt: skip
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["predicted_latency_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--latency", "--runtime", "tvm"], "--runtime 'tvm'"),
+        (["--latency", "--seconds", "0"], "--seconds 0"),
+        (["--fit-latency", "--fit-genomes", "2"], "--fit-genomes 2"),
+    ],
+)
+def test_bad_latency_options_fail_before_measuring(capsys, extra, message):
+    code, _, err = run_script(capsys, "complexity", "--arch", "litehrnet-18", *extra)
+    assert code == 2 and message in err
+
+
+def test_complexity_without_arch_says_what_to_give(capsys):
+    code, _, err = run_script(capsys, "complexity")
+    assert code == 2 and "--arch: give a preset or a genome file" in err
