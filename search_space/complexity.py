@@ -331,15 +331,25 @@ def _sum_of_parts(parts: Sequence[Part], inputs: Shapes) -> _Count:
     return _Count(flops, params, torchstat_params, shapes)
 
 
-def part_inputs(spec: NetworkSpec, input_shape: tuple[int, ...]) -> list[tuple[Part, Shapes]]:
-    """Every top-level part of PoseNet(spec), in run order, with the shapes it runs on (each part's output shapes
-    from its memoised count): what a per-part latency table looks up."""
-    shapes: Shapes = tuple(input_shape)
-    placed = []
-    for part in network_parts(spec):
-        placed.append((part, shapes))
-        shapes = _part_cost(part, shapes).output
+def leaf_inputs(spec: NetworkSpec, input_shape: tuple[int, ...]) -> list[tuple[Part, Shapes]]:
+    """Every part of PoseNet(spec) that is not made of pieces (stem, transitions, each branch's blocks and context
+    modules, fuses, heads), in run order, with the shapes it runs on (outputs from the memoised counts): what a
+    per-part latency table looks up. The whole default space is made of a few hundred distinct ones."""
+    placed: list[tuple[Part, Shapes]] = []
+    _place(network_parts(spec), tuple(input_shape), placed)
     return placed
+
+
+def _place(parts: Sequence[Part], shapes: Shapes, placed: list[tuple[Part, Shapes]]) -> Shapes:
+    for part in parts:
+        inputs = shapes if part.branch is None else shapes[part.branch]
+        if part.pieces:
+            _place(part.pieces, inputs, placed)
+        else:
+            placed.append((part, inputs))
+        output = _part_cost(part, inputs).output
+        shapes = output if part.branch is None else (*shapes[: part.branch], output, *shapes[part.branch + 1 :])
+    return shapes
 
 
 @contextlib.contextmanager

@@ -1,12 +1,13 @@
 """A latency predictor fitted on the machine at hand (nn-Meter's idea, at the granularity hrnas counts at).
 
-PoseNet is exactly its parts (`blocks.network.network_parts`: stem, transitions, each module's layers and fuse,
-heads), and a part's module and forward are fixed by its key and input shapes. The table times every distinct
-(key, input shapes) once, alone, on the target runtime (a multi-branch module's layers part runs its branches one
-after another inside it, as the whole network does). A genome's prediction is the sum of its parts' times, through
-a linear correction `scale * sum + offset` fitted against whole-network measurements: what running the parts as one
-graph saves or adds (one session call instead of many, fused boundaries). The table is cached per setting and
-machine fingerprint; parts a genome needs that the table lacks are timed when first asked for, and kept.
+PoseNet is exactly its parts (`blocks.network.network_parts`), and the parts not made of pieces (stem,
+transitions, each branch's blocks and context modules, fuses, heads) are fixed by their key and input shapes: the
+whole default space is made of about 250 distinct ones. The table times each once, alone, on the target runtime.
+A genome's prediction is a linear correction of the sum of its parts' times, `scale * sum + per_part * count +
+offset`, fitted against whole-network measurements: what running the parts as one graph saves or adds (one call
+instead of many, the splits, shuffles and concatenations between pieces, which run in no piece). The table is
+cached per setting and machine fingerprint; parts a genome needs that the table lacks are timed when first asked
+for, and kept.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from blocks.network import Part, prepare_for_training
-from search_space.complexity import complexity_code_hash, part_inputs
+from search_space.complexity import complexity_code_hash, leaf_inputs
 from search_space.genome import Genome, GenomeError
 from search_space.latency import Setting, machine_fingerprint, measure_latencies, runner, time_interleaved
 from search_space.space import SearchSpace
@@ -69,7 +70,7 @@ def part_key(part: Part, shapes) -> str:
 def genome_parts(genome: Genome, setting: Setting, joints: int = 17) -> list[tuple[str, Part, Any]]:
     """(table key, part, input shapes) of every part of the genome's network, in run order."""
     spec = genome.resolve(joints)
-    return [(part_key(p, s), p, s) for p, s in part_inputs(spec, (setting.batch, 3, *setting.input_hw))]
+    return [(part_key(p, s), p, s) for p, s in leaf_inputs(spec, (setting.batch, 3, *setting.input_hw))]
 
 
 def time_part(part: Part, shapes, setting: Setting, folder: Path, seconds: float = 0.15) -> float:
@@ -94,26 +95,29 @@ class LatencyTable:
     code: str  # the modules' source hash: parts change when blocks change
     parts: dict[str, float] = field(default_factory=dict)
     scale: float = 1.0
+    per_part_ms: float = 0.0
     offset_ms: float = 0.0
     fitted_on: list[str] = field(default_factory=list)  # compact genomes measured whole for the correction
     fit_seconds: float = 0.0
 
     # ---- prediction ---------------------------------------------------------------------------------------------
-    def raw_ms(self, genome: Genome, timing: Callable[[Part, Any], float] | None = None) -> float:
-        """The sum of the genome's part times; a part the table lacks is timed by `timing` (and kept) or is a
-        KeyError naming it."""
-        total = 0.0
+    def features(self, genome: Genome, timing: Callable[[Part, Any], float] | None = None) -> tuple[float, int]:
+        """The sum of the genome's part times and their number; a part the table lacks is timed by `timing` (and
+        kept) or is a KeyError naming it."""
+        total, count = 0.0, 0
         for key, part, shapes in genome_parts(genome, self.setting):
             if key not in self.parts:
                 if timing is None:
                     raise KeyError(key)
                 self.parts[key] = timing(part, shapes)
             total += self.parts[key]
-        return total
+            count += 1
+        return total, count
 
     def predict(self, genome: Genome, timing: Callable[[Part, Any], float] | None = None) -> float:
         """Predicted latency in ms."""
-        return self.scale * self.raw_ms(genome, timing) + self.offset_ms
+        total, count = self.features(genome, timing)
+        return self.scale * total + self.per_part_ms * count + self.offset_ms
 
     def covers(self, genome: Genome) -> bool:
         return all(key in self.parts for key, _, _ in genome_parts(genome, self.setting))
@@ -126,6 +130,7 @@ class LatencyTable:
             "code": self.code,
             "parts": self.parts,
             "scale": self.scale,
+            "per_part_ms": self.per_part_ms,
             "offset_ms": self.offset_ms,
             "fitted_on": self.fitted_on,
             "fit_seconds": self.fit_seconds,
@@ -134,8 +139,8 @@ class LatencyTable:
     @classmethod
     def from_json(cls, data: dict) -> LatencyTable:
         setting = Setting(**{**data["setting"], "input_hw": tuple(data["setting"]["input_hw"])})
-        return cls(setting, data["fingerprint"], data["code"], data["parts"], data["scale"], data["offset_ms"],
-                   data["fitted_on"], data.get("fit_seconds", 0.0))  # fmt: skip
+        return cls(setting, data["fingerprint"], data["code"], data["parts"], data["scale"], data["per_part_ms"],
+                   data["offset_ms"], data["fitted_on"], data.get("fit_seconds", 0.0))  # fmt: skip
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,11 +201,13 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[
     return out
 
 
-def least_squares(raw: list[float], measured: list[float]) -> tuple[float, float]:
-    """scale, offset minimising the squared error of scale * raw + offset against measured."""
-    a = np.stack([np.asarray(raw), np.ones(len(raw))], axis=1)
-    (scale, offset), *_ = np.linalg.lstsq(a, np.asarray(measured), rcond=None)
-    return float(scale), float(offset)
+def least_squares(features: list[tuple[float, int]], measured: list[float]) -> tuple[float, float, float]:
+    """scale, per_part, offset minimising the squared relative error of scale * sum + per_part * count + offset
+    against measured (relative: a 5 ms net matters as much as a 200 ms one)."""
+    weights = 1.0 / np.asarray(measured)
+    a = np.array([[total, count, 1.0] for total, count in features]) * weights[:, None]
+    (scale, per_part, offset), *_ = np.linalg.lstsq(a, np.ones(len(measured)), rcond=None)
+    return float(scale), float(per_part), float(offset)
 
 
 def fit_table(
@@ -227,8 +234,9 @@ def fit_table(
                 progress(f"  parts timed: {i + 1}/{len(missing)} ({time.perf_counter() - start:.0f} s)")
     progress(f"  measuring {len(genomes)} genomes whole ...")
     measured = measure_latencies({g.compact(): g for g in genomes}, setting, seconds_per_genome)
-    raw = [table.raw_ms(g) for g in genomes]
-    table.scale, table.offset_ms = least_squares(raw, [measured[g.compact()].median_ms for g in genomes])
+    features = [table.features(g) for g in genomes]
+    fitted = least_squares(features, [measured[g.compact()].median_ms for g in genomes])
+    table.scale, table.per_part_ms, table.offset_ms = fitted
     table.fitted_on = [g.compact() for g in genomes]
     table.fit_seconds = time.perf_counter() - start
     return table
@@ -260,6 +268,7 @@ def fit_space(
              f"{space.name!r}, then measuring them whole ...")  # fmt: skip
     table = fit_table(genomes, setting, progress, load_table(setting, folder))
     path = table.save(table_path(setting, table.fingerprint, folder))
-    progress(f"  fitted in {table.fit_seconds:.0f} s: latency = {table.scale:.3f} x sum of {len(table.parts)} "
-             f"part times {table.offset_ms:+.2f} ms; saved to {path}")  # fmt: skip
+    progress(f"  fitted in {table.fit_seconds:.0f} s on {len(table.parts)} distinct parts: latency = "
+             f"{table.scale:.3f} x the sum of the part times {table.per_part_ms:+.4f} ms per part "
+             f"{table.offset_ms:+.2f} ms; saved to {path}")  # fmt: skip
     return table, path

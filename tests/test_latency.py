@@ -72,7 +72,7 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     assert len({g.compact() for g in genomes}) == 4
     keys = [{k for k, _, _ in genome_parts(g, SMALL)} for g in genomes]
     union = set().union(*keys)
-    assert len(union) < sum(len(k) for k in keys)  # the stem and heads of equal width are one entry each
+    assert len(union) < sum(len(k) for k in keys)  # the stem and the blocks of equal width are one entry each
     setting = Setting(runtime="torch", input_hw=(64, 64))
     table, path = fit_space(space, setting, {}, count=4, folder=tmp_path / "tables")
     assert path == table_path(setting, folder=tmp_path / "tables") and path.is_file()
@@ -80,8 +80,10 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     assert all(v > 0 for v in table.parts.values()) and table.fitted_on == [g.compact() for g in genomes]
     # the prediction is the fitted line through the sum of the genome's parts
     for g in genomes:
-        raw = sum(table.parts[k] for k, _, _ in genome_parts(g, setting))
-        assert table.predict(g) == pytest.approx(table.scale * raw + table.offset_ms)
+        keys = [k for k, _, _ in genome_parts(g, setting)]
+        raw = sum(table.parts[k] for k in keys)
+        expected = table.scale * raw + table.per_part_ms * len(keys) + table.offset_ms
+        assert table.predict(g) == pytest.approx(expected)
     # saved and read back unchanged
     again = load_table(setting, folder=tmp_path / "tables")
     assert again is not None and again.to_json() == table.to_json()
