@@ -187,9 +187,9 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[
     seen = set(exclude)
     choices = space.parameters()
     out: list[Genome] = []
-    for _ in range(count * 200):
-        if len(out) == count:
-            break
+    misses = 0
+    while len(out) < count and misses < 1000:  # a small space runs out of new genomes
+        misses += 1
         try:
             genome = space.genome({name: rng.choice(values) for name, values in choices.items()})
             genome.resolve(17)
@@ -198,6 +198,7 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[
         if genome.compact() not in seen:
             seen.add(genome.compact())
             out.append(genome)
+            misses = 0
     return out
 
 
@@ -216,13 +217,15 @@ def fit_table(
     progress: Callable[[str], None] = lambda _: None,
     table: LatencyTable | None = None,
     seconds_per_genome: float = 1.5,
+    cover: list[Genome] = (),
 ) -> LatencyTable:
-    """Time every part of `genomes` (those `table` lacks), measure the genomes whole, fit the correction."""
+    """Time every part of `genomes` and `cover` (those `table` lacks), measure `genomes` whole, fit the
+    correction."""
     start = time.perf_counter()
     table = table or LatencyTable(setting, machine_fingerprint(), complexity_code_hash())
     with tempfile.TemporaryDirectory(prefix="hrnas-parts-") as tmp:
         missing: dict[str, tuple[Part, Any]] = {}
-        for genome in genomes:
+        for genome in [*genomes, *cover]:
             for key, part, shapes in genome_parts(genome, setting):
                 if key not in table.parts:
                     missing.setdefault(key, (part, shapes))
@@ -243,6 +246,7 @@ def fit_table(
 
 
 FIT_GENOMES = 24  # genomes a table's correction is fitted on: the space's presets, then random ones
+COVER_GENOMES = 2000  # random genomes whose parts are timed too (the default space's ~250 parts: all of them)
 
 
 def fit_space(
@@ -253,9 +257,10 @@ def fit_space(
     seed: int = 0,
     progress: Callable[[str], None] = lambda _: None,
     folder: Path | None = None,
+    cover_count: int = COVER_GENOMES,
 ) -> tuple[LatencyTable, Path]:
-    """Fit (or extend) this machine's table for `setting` on `count` genomes of the space (its presets first),
-    cache it and return it with its path."""
+    """Fit (or extend) this machine's table for `setting`: the parts of `cover_count` random genomes of the space
+    timed, `count` genomes (its presets first) measured whole for the correction; cached, returned with its path."""
     inside = []
     for genome in presets.values():
         try:
@@ -264,9 +269,10 @@ def fit_space(
             continue
         inside.append(genome)
     genomes = (inside + random_genomes(space, count, seed, {g.compact() for g in inside}))[:count]
-    progress(f"latency table for {setting.describe()}: timing the parts of {len(genomes)} genomes of space "
-             f"{space.name!r}, then measuring them whole ...")  # fmt: skip
-    table = fit_table(genomes, setting, progress, load_table(setting, folder))
+    cover = random_genomes(space, cover_count, seed + 1)
+    progress(f"latency table for {setting.describe()}: timing the parts of {len(genomes) + len(cover)} genomes of "
+             f"space {space.name!r}, then measuring {len(genomes)} of them whole ...")  # fmt: skip
+    table = fit_table(genomes, setting, progress, load_table(setting, folder), cover=cover)
     path = table.save(table_path(setting, table.fingerprint, folder))
     progress(f"  fitted in {table.fit_seconds:.0f} s on {len(table.parts)} distinct parts: latency = "
              f"{table.scale:.3f} x the sum of the part times {table.per_part_ms:+.4f} ms per part "

@@ -74,7 +74,7 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     union = set().union(*keys)
     assert len(union) < sum(len(k) for k in keys)  # the stem and the blocks of equal width are one entry each
     setting = Setting(runtime="torch", input_hw=(64, 64))
-    table, path = fit_space(space, setting, {}, count=4, folder=tmp_path / "tables")
+    table, path = fit_space(space, setting, {}, count=4, folder=tmp_path / "tables", cover_count=0)
     assert path == table_path(setting, folder=tmp_path / "tables") and path.is_file()
     assert set(table.parts) == {k for g in genomes for k, _, _ in genome_parts(g, setting)}
     assert all(v > 0 for v in table.parts.values()) and table.fitted_on == [g.compact() for g in genomes]
