@@ -1,6 +1,8 @@
-"""Pareto analysis of search results with two objectives: AP (maximise) and FLOPs (minimise).
+"""Pareto analysis of search results: AP (maximise) against FLOPs (minimise), and against any costs (FLOPs,
+latency) as vectors of minimised objectives.
 
-Pure Python and numpy so it can be used on exported results without torch, ray or mlflow installed.
+Pure Python and numpy (pymoo for hypervolumes of more than two objectives), usable on exported results without
+torch, ray or mlflow installed.
 """
 
 from __future__ import annotations
@@ -126,3 +128,30 @@ def spread(ordered: Sequence[T], count: int) -> list[T]:
         return [ordered[-1]]
     last = len(ordered) - 1
     return [ordered[round(i * last / (count - 1))] for i in range(count)]
+
+
+# ---- any number of objectives (AP with FLOPs and latency) ---------------------------------------------------------
+def dominates_nd(a: Sequence[float], b: Sequence[float]) -> bool:
+    """`a` is no worse than `b` in every objective and better in one (every objective minimised)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def non_dominated(vectors: dict[str, Sequence[float]]) -> set[str]:
+    """The keys of the vectors no other vector dominates (every objective minimised; NaN refused)."""
+    for key, vector in vectors.items():
+        if any(v != v for v in vector):
+            raise ValueError(f"point {key!r} has a NaN objective")
+    items = list(vectors.items())
+    return {k for k, v in items if not any(dominates_nd(w, v) for _, w in items)}
+
+
+def hypervolume_nd(vectors: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """The volume the vectors dominate inside the box up to `reference` (every objective minimised), by pymoo's
+    exact hypervolume indicator; vectors outside the box add nothing."""
+    import numpy as np
+    from pymoo.indicators.hv import HV
+
+    inside = [list(v) for v in vectors if all(x < r for x, r in zip(v, reference, strict=True))]
+    if not inside:
+        return 0.0
+    return float(HV(ref_point=np.asarray(reference, dtype=float))(np.asarray(inside, dtype=float)))

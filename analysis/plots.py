@@ -18,7 +18,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 MEGA = float(2**20)
 
-__all__ = ["PlotPoint", "pareto_plot"]
+__all__ = ["FLOPS_AXIS", "LATENCY_AXIS", "CostAxis", "PlotPoint", "pareto_plot"]
+
+
+@dataclass(frozen=True)
+class CostAxis:
+    """The cost a plot puts on its x axis: its title, the divisor of the raw values, and the name of a budget."""
+
+    title: str
+    divisor: float
+    budget: str
+    hover: str
+
+
+FLOPS_AXIS = CostAxis("FLOPs (M)", MEGA, "FLOPs budget", "FLOPs %{x:.2f} M")
+LATENCY_AXIS = CostAxis("latency (ms)", 1.0, "latency budget", "latency %{x:.2f} ms")
 
 
 @dataclass(frozen=True)
@@ -44,11 +58,12 @@ def _png(
     title: str,
     path: Path,
     marked: str = "presets",
+    axis: CostAxis = FLOPS_AXIS,
 ) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if points:
         ax.scatter(
-            [p.flops / MEGA for p in points],
+            [p.flops / axis.divisor for p in points],
             [p.ap for p in points],
             s=14,
             color="0.6",
@@ -57,14 +72,14 @@ def _png(
             zorder=2,
         )
     if front:
-        xs = [p.flops / MEGA for p in front]
+        xs = [p.flops / axis.divisor for p in front]
         ys = [p.ap for p in front]
         ax.step(xs, ys, where="post", color="tab:red", linewidth=1.2, zorder=3)
         ax.scatter(xs, ys, s=24, color="tab:red", label="Pareto front", zorder=4)
     labelled = [p for p in points if p.label]
     if labelled:
         ax.scatter(
-            [p.flops / MEGA for p in labelled],
+            [p.flops / axis.divisor for p in labelled],
             [p.ap for p in labelled],
             s=110,
             marker="*",
@@ -77,15 +92,16 @@ def _png(
         for p in labelled:
             ax.annotate(
                 p.label,
-                (p.flops / MEGA, p.ap),
+                (p.flops / axis.divisor, p.ap),
                 xytext=(5, 5),
                 textcoords="offset points",
                 fontsize=8,
                 zorder=6,
             )
     if budget_flops is not None:
-        ax.axvline(budget_flops / MEGA, color="black", linestyle="--", linewidth=1.0, label="FLOPs budget", zorder=1)
-    ax.set_xlabel("FLOPs (M)")
+        ax.axvline(budget_flops / axis.divisor, color="black", linestyle="--", linewidth=1.0, label=axis.budget,
+                   zorder=1)  # fmt: skip
+    ax.set_xlabel(axis.title)
     ax.set_ylabel("AP")
     if title:
         ax.set_title(textwrap.fill(title, 80), fontsize=9)
@@ -104,7 +120,8 @@ def _hover_data(points: Sequence[PlotPoint]) -> list[list[str]]:
     return [[html.escape(p.key), html.escape(p.hover)] for p in points]
 
 
-_HOVER_TEMPLATE = "<b>%{customdata[0]}</b><br>AP %{y:.3f}<br>FLOPs %{x:.2f} M<br>%{customdata[1]}<extra></extra>"
+def _hover_template(axis: CostAxis) -> str:
+    return f"<b>%{{customdata[0]}}</b><br>AP %{{y:.3f}}<br>{axis.hover}<br>%{{customdata[1]}}<extra></extra>"
 
 
 def _html(
@@ -114,6 +131,7 @@ def _html(
     title: str,
     path: Path,
     marked: str = "presets",
+    axis: CostAxis = FLOPS_AXIS,
 ) -> Path:
     import plotly.graph_objects as go  # local import: only needed for the interactive version
 
@@ -122,10 +140,10 @@ def _html(
     def scatter(pts: Sequence[PlotPoint], name: str, **kwargs: object) -> None:
         fig.add_trace(
             go.Scatter(
-                x=[p.flops / MEGA for p in pts],
+                x=[p.flops / axis.divisor for p in pts],
                 y=[p.ap for p in pts],
                 customdata=_hover_data(pts),
-                hovertemplate=_HOVER_TEMPLATE,
+                hovertemplate=_hover_template(axis),
                 name=name,
                 **kwargs,
             )
@@ -152,14 +170,14 @@ def _html(
         )
     if budget_flops is not None:
         fig.add_vline(
-            x=budget_flops / MEGA,
+            x=budget_flops / axis.divisor,
             line={"color": "black", "dash": "dash", "width": 1},
             annotation_text="budget",
             annotation_position="top",
         )
     fig.update_layout(
         title=title or None,
-        xaxis_title="FLOPs (M)",
+        xaxis_title=axis.title,
         yaxis_title="AP",
         template="plotly_white",
         hovermode="closest",
@@ -176,8 +194,10 @@ def pareto_plot(
     png_path: Path,
     html_path: Path | None = None,
     marked: str = "presets",
+    axis: CostAxis = FLOPS_AXIS,
 ) -> list[Path]:
-    """AP against FLOPs (in M = raw / 2**20) as a PNG and, if `html_path` is given, an offline interactive HTML.
+    """AP against a cost (`axis`: FLOPs in M = raw / 2**20 by default, or latency in ms) as a PNG and, if
+    `html_path` is given, an offline interactive HTML.
 
     All points are grey; points whose key is in `front_keys` are red and joined by a step line in FLOPs order;
     points with a label get a star marker, the label as text and the legend entry `marked`; a dashed vertical line
@@ -187,9 +207,9 @@ def pareto_plot(
     front = _front_in_order(points, front_keys)
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    written = [_png(points, front, budget_flops, title, png_path, marked)]
+    written = [_png(points, front, budget_flops, title, png_path, marked, axis)]
     if html_path is not None:
         html_path = Path(html_path)
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(_html(points, front, budget_flops, title, html_path, marked))
+        written.append(_html(points, front, budget_flops, title, html_path, marked, axis))
     return written

@@ -6,17 +6,21 @@ MLflow store, so the figures a user sees later are computed exactly as at the en
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from analysis.pareto import Point, hypervolume, normalised_hypervolume, pareto_front
-from analysis.plots import PlotPoint, pareto_plot
+from analysis.pareto import Point, hypervolume, hypervolume_nd, non_dominated, normalised_hypervolume, pareto_front
+from analysis.plots import FLOPS_AXIS, LATENCY_AXIS, PlotPoint, pareto_plot
 from analysis.tables import write_tables
 from search_space.complexity import format_flops
 
+COST_METRICS = {"flops": "flops", "latency": "predicted_latency_ms"}  # cost objective -> the run metric it reads
+PLOT_AXES = {"flops": FLOPS_AXIS, "latency": LATENCY_AXIS}
+LATENCY_COLUMNS = ["predicted_latency_ms", "latency_ms"]  # in a front's table where the search has them
 PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
 CONFIRMED_COLUMNS = ["trial_id", "preset", "ap", "confirmed_ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
 
@@ -45,8 +49,27 @@ class Search:
         return self.parent.info.run_name or self.run_id
 
     @property
-    def budget_raw(self) -> int:
-        return int(self.parent.data.params["budget_raw"])
+    def budget_raw(self) -> int | None:
+        """The FLOPs budget (raw, the search's convention); None for a latency budget."""
+        raw = self.parent.data.params.get("budget_raw")
+        return int(raw) if raw not in (None, "None") else None
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        """The objectives minimised besides AP (`--objectives`; searches before it: FLOPs)."""
+        return tuple(self.parent.data.params.get("objectives", "ap,flops").split(",")[1:])
+
+    @property
+    def budget_metric(self) -> str:
+        """The run metric the budget limits."""
+        return COST_METRICS["latency" if self.parent.data.params.get("budget_kind") == "latency" else "flops"]
+
+    @property
+    def limit(self) -> float:
+        """The budget, in the units of `budget_metric`."""
+        if self.budget_metric == "flops":
+            return float(self.budget_raw)
+        return float(self.parent.data.params["budget_ms"])
 
     @property
     def convention(self) -> str:
@@ -68,31 +91,67 @@ class Search:
 
     @property
     def eligible(self) -> list[Run]:
-        return eligible_runs(self.scored, self.budget_raw)
+        return eligible_runs(self.scored, self.limit, self.budget_metric)
 
     @property
     def front(self) -> list[Run]:
-        return front_runs(self.eligible)
+        if self.costs == ("flops",):
+            return front_runs(self.eligible)
+        return front_runs_nd(self.eligible, self.costs)
+
+    def reference(self) -> tuple[float, ...]:
+        """The hypervolume's reference point, one value per cost: the budget for the cost it limits, else the largest
+        value among the eligible runs (so a search's hypervolume is comparable with another's only in the
+        budgeted cost, or where both reach the same largest value)."""
+        eligible = self.eligible
+        values = []
+        for cost in self.costs:
+            metric = COST_METRICS[cost]
+            if metric == self.budget_metric:
+                values.append(self.limit)
+            else:
+                values.append(max((r.data.metrics[metric] for r in eligible), default=0.0))
+        return tuple(values)
 
     def hypervolume(self, reference_flops: float | None = None) -> float:
-        """Normalised hypervolume of the front against (AP 0, reference FLOPs), the search's budget by default."""
-        return normalised_hypervolume(points(self.front), reference_flops or self.budget_raw)
+        """Normalised hypervolume of the front against (AP 0, the reference of each cost): the volume it dominates
+        over the volume of AP 1 at zero cost. Against FLOPs alone, the reference is the budget unless given."""
+        if self.costs == ("flops",):
+            return normalised_hypervolume(points(self.front), reference_flops or self.limit)
+        reference = self.reference()
+        if not all(r > 0 for r in reference):
+            return 0.0
+        vectors = [objective_vector(r, self.costs) for r in self.front]
+        return hypervolume_nd(vectors, (0.0, *reference)) / math.prod(reference)
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list[Run]:
     return client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
 
 
-def eligible_runs(runs: list[Run], budget_raw: int) -> list[Run]:
-    """Runs that may sit on a front: finished, trained to the end (not stopped by ASHA), within the budget."""
+def eligible_runs(runs: list[Run], limit: float, metric: str = "flops") -> list[Run]:
+    """Runs that may sit on a front: finished, trained to the end (not stopped by ASHA), within the budget (`metric`
+    at most `limit`)."""
     return [
         r
         for r in runs
         if r.info.status == "FINISHED"
         and r.data.tags.get("stopped_early") == "false"
         and "ap" in r.data.metrics
-        and r.data.metrics.get("flops", float("inf")) <= budget_raw
+        and r.data.metrics.get(metric, float("inf")) <= limit
     ]
+
+
+def objective_vector(run: Run, costs: tuple[str, ...]) -> tuple[float, ...]:
+    """(-AP, each cost): every objective minimised."""
+    return (-run.data.metrics["ap"], *(run.data.metrics[COST_METRICS[c]] for c in costs))
+
+
+def front_runs_nd(eligible: list[Run], costs: tuple[str, ...]) -> list[Run]:
+    """The Pareto-optimal runs for AP and `costs`, in the order of the first cost."""
+    keep = non_dominated({r.info.run_id: objective_vector(r, costs) for r in eligible})
+    first = COST_METRICS[costs[0]]
+    return sorted((r for r in eligible if r.info.run_id in keep), key=lambda r: r.data.metrics[first])
 
 
 def points(runs: list[Run]) -> list[Point]:
@@ -119,6 +178,7 @@ def pareto_rows(front: list[Run], convention: str, confirmations: dict[str, Run]
             "flops": int(r.data.metrics["flops"]),
             "flops_M": format_flops(int(r.data.metrics["flops"]), convention),
             "params_M": f"{r.data.metrics.get('params', 0) / 1e6:.2f}M",
+            **{k: r.data.metrics.get(k) for k in LATENCY_COLUMNS if k in r.data.metrics},
             "genome": r.data.tags.get("genome"),
         }
         for r in front
@@ -130,24 +190,32 @@ def write_search_report(search: Search, out: Path, title: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     front, confirmations = search.front, search.confirmations
     columns = CONFIRMED_COLUMNS if confirmations else PARETO_COLUMNS
+    if "latency" in search.costs:
+        columns = [*columns[:-1], *LATENCY_COLUMNS, columns[-1]]
     caption = f"Pareto front: {title}" + (CONFIRMED_CAPTION if confirmations else "")
     rows = pareto_rows(front, search.convention, confirmations)
     written = write_tables(columns, rows, out / "pareto", caption=caption)
-    plot_points = [
-        PlotPoint(
-            r.data.tags.get("trial_id", r.info.run_id),
-            r.data.metrics["ap"],
-            r.data.metrics["flops"],
-            r.data.tags.get("preset", ""),
-            r.data.tags.get("genome", ""),
-        )
-        for r in search.eligible
-    ]
     front_keys = {r.data.tags.get("trial_id", r.info.run_id) for r in front}
-    plots = pareto_plot(
-        plot_points, front_keys, search.budget_raw, f"{title}: AP vs FLOPs ({search.convention})",
-        out / "pareto.png", out / "pareto.html",
-    )  # fmt: skip
+    plots = []
+    for cost in search.costs:  # one plot per cost (pareto.png for the first); the front is the joint one
+        metric = COST_METRICS[cost]
+        plot_points = [
+            PlotPoint(
+                r.data.tags.get("trial_id", r.info.run_id),
+                r.data.metrics["ap"],
+                r.data.metrics[metric],
+                r.data.tags.get("preset", ""),
+                r.data.tags.get("genome", ""),
+            )
+            for r in search.eligible
+        ]
+        name = "pareto" if cost == search.costs[0] else f"pareto-{cost}"
+        budget = search.limit if metric == search.budget_metric else None
+        what = f"FLOPs ({search.convention})" if cost == "flops" else "predicted latency"
+        plots += pareto_plot(
+            plot_points, front_keys, budget, f"{title}: AP vs {what}", out / f"{name}.png", out / f"{name}.html",
+            axis=PLOT_AXES[cost],
+        )  # fmt: skip
     return [*written.values(), *plots]
 
 
@@ -173,7 +241,8 @@ def find_searches(client: MlflowClient, experiment: str) -> list[Search]:
 def compare_hypervolumes(searches: list[Search]) -> list[dict]:
     """One row per search: its own normalised hypervolume and one against a common reference (the largest budget),
     so that searches with different budgets can be read side by side."""
-    common = max((s.budget_raw for s in searches), default=0)
+    flops_only = [s for s in searches if s.costs == ("flops",) and s.budget_metric == "flops"]
+    common = max((s.budget_raw for s in flops_only), default=0)
     rows = []
     for s in searches:
         rows.append(
@@ -187,7 +256,9 @@ def compare_hypervolumes(searches: list[Search]) -> list[dict]:
                 "front": len(s.front),
                 "best_ap": max((r.data.metrics["ap"] for r in s.eligible), default=None),
                 "hypervolume": s.hypervolume(),
-                "hypervolume_common": hypervolume(points(s.front), (0.0, common)) / common if common else 0.0,
+                "hypervolume_common": (
+                    hypervolume(points(s.front), (0.0, common)) / common if common and s in flops_only else None
+                ),
             }
         )
     return rows

@@ -40,6 +40,7 @@ from nas.tune_run import (
 from pose.synthetic import ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
+from search_space.latency import Setting, measure_latencies
 from search_space.space import SearchSpace, SpaceError
 
 COLUMNS = ["row", "params", "published_params", "flops", "published_flops", "ap", "published_ap"]
@@ -81,11 +82,35 @@ def rows_in_space(complexity: list[ComplexityRow], space: SearchSpace) -> set[st
     return inside
 
 
+def table_latency(table: AblationTable, complexity: list[ComplexityRow]) -> tuple[dict[str, float], str]:
+    """Every row's latency (onnxruntime, CPU, batch 1, one thread, at the table's input), measured interleaved, and
+    the line that says so."""
+    setting = Setting(input_hw=table.input_hw)
+    say(f"measuring every row's latency ({setting.describe()}) ...")
+    measured = measure_latencies({c.row.name: c.row.genome for c in complexity}, setting)
+    spread = max(m.relative_spread for m in measured.values())
+    line = (f"latency_ms: {setting.describe()}, the median of interleaved runs on this machine (interquartile range "
+            f"at most {spread:.0%} of it)")  # fmt: skip
+    return {name: m.median_ms for name, m in measured.items()}, line
+
+
+def columns_of(inherited: set[str] | None, latency: dict[str, float] | None) -> list[str]:
+    """The table's columns: a signal column for one-shot, a latency column with --latency."""
+    columns = COLUMNS if inherited is None else ONE_SHOT_COLUMNS
+    if latency is not None:
+        at = columns.index("published_flops") + 1
+        columns = [*columns[:at], "latency_ms", *columns[at:]]
+    return columns
+
+
 def complexity_rows(
-    complexity: list[ComplexityRow], ap: dict[str, float | None] | None = None, inherited: set[str] | None = None
+    complexity: list[ComplexityRow],
+    ap: dict[str, float | None] | None = None,
+    inherited: set[str] | None = None,
+    latency: dict[str, float] | None = None,
 ) -> list[dict]:
     """Table rows (printed figures) for the terminal, Markdown, CSV and LaTeX; with `inherited` (one-shot), a
-    signal column."""
+    signal column; with `latency`, the measured latency."""
     ap = ap or {}
     rows = []
     for c in complexity:
@@ -98,6 +123,7 @@ def complexity_rows(
                 "published_params": c.row.published.params,
                 "flops": c.flops_printed + ("" if c.flops_match in (None, True) else " (≠)"),
                 "published_flops": c.row.published.flops,
+                **({"latency_ms": latency.get(c.row.name)} if latency is not None else {}),
                 "ap": ap.get(c.row.name),
                 "published_ap": c.row.published.ap,
             }
@@ -179,6 +205,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
         complexity = table_complexity(table)
         if options.source is None:
             ensure_synthetic()
+        latency = table_latency(table, complexity) if options.args.latency else None
     one_shot = options.one_shot
     supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None
     inherited = rows_in_space(complexity, one_shot.space) if one_shot else set()
@@ -218,7 +245,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
 
         trainable = row_trial if supernet is not None else None
         fit(options, "ablation table", table.name, new_tuner, tracker, [progress], resume, parent_id, trainable)
-    return finish(client, options, complexity, experiment_id, parent_id, line, inherited if one_shot else None)
+    return finish(client, options, complexity, experiment_id, parent_id, line, inherited if one_shot else None, latency)
 
 
 def parent_fields(options: AblationOptions, supernet: ReadySupernet | None = None) -> tuple[dict, dict]:
@@ -253,8 +280,10 @@ def finish(
     parent_id: str,
     line: str,
     inherited: set[str] | None,
+    latency: tuple[dict[str, float], str] | None = None,
 ) -> dict:
-    """The table from the rows' MLflow runs; `inherited`: the rows scored with the supernet (None: no supernet)."""
+    """The table from the rows' MLflow runs; `inherited`: the rows scored with the supernet (None: no supernet);
+    `latency`: each row's measured latency and the line that says how."""
     table = options.table
     runs = {r.data.tags.get("row"): r for r in child_runs(client, experiment_id, parent_id)}
     ap = {
@@ -262,8 +291,10 @@ def finish(
         for name, r in runs.items()
         if r.info.status == "FINISHED" and r.data.tags.get("stopped_early") == "false"
     }
-    rows = complexity_rows(complexity, ap, inherited)
-    columns = COLUMNS if inherited is None else ONE_SHOT_COLUMNS
+    measured, latency_line = latency if latency is not None else (None, "")
+    rows = complexity_rows(complexity, ap, inherited, measured)
+    columns = columns_of(inherited, measured)
+    line = f"{line}; {latency_line}" if latency_line else line
     out = options.folder / "report"
     caption = f"{table.title}. {line}."
     written = write_tables(columns, rows, out / table.name, caption=caption)
@@ -284,7 +315,10 @@ def finish(
         "convention": table.convention,
         "recipe": line,
         "outputs": [str(p) for p in [*written.values(), *plots]],
-        "rows": json_rows(complexity, ap, runs, inherited),
+        "rows": [
+            {**r, **({"latency_ms": measured[r["row"]]} if measured else {})}
+            for r in json_rows(complexity, ap, runs, inherited)
+        ],
     }
 
 
@@ -311,15 +345,20 @@ def print_table(table: AblationTable, rows: list[dict], line: str, columns: list
         print("(≠): our exact figure, printed the paper's way, differs from the published one (see the README)")
 
 
-def complexity_only(table_name: str) -> dict:
-    """The complexity columns alone: no training, no Ray, no MLflow."""
+def complexity_only(table_name: str, latency: bool = False) -> dict:
+    """The complexity columns alone (and with `latency` the measured latency): no training, no Ray, no MLflow."""
     table = load_table(table_name)
     complexity = table_complexity(table)
-    rows = complexity_rows(complexity)
-    print_table(table, rows, "proxy AP: not trained (--complexity-only)")
+    measured, latency_line = table_latency(table, complexity) if latency else (None, "")
+    rows = complexity_rows(complexity, latency=measured)
+    line = "proxy AP: not trained (--complexity-only)" + (f"; {latency_line}" if latency else "")
+    print_table(table, rows, line, columns_of(None, measured))
     return {
         "table": table.name,
         "convention": table.convention,
         "input": f"{table.input_hw[0]}x{table.input_hw[1]}",
-        "rows": json_rows(complexity, {}, {}, None),
+        "rows": [
+            {**r, **({"latency_ms": measured[r["row"]]} if measured else {})}
+            for r in json_rows(complexity, {}, {}, None)
+        ],
     }

@@ -36,10 +36,13 @@ def differing_genes(genomes: Sequence[str], base: str | None = None) -> list[str
 
 
 def columns_of(rows: list[dict]) -> list[str]:
-    """The terminal columns; a confirmed front (--confirm) shows its standalone AP beside the inherited one."""
+    """The terminal columns; a confirmed front (--confirm) shows its standalone AP beside the inherited one, a
+    search with latency its predicted and measured latency."""
+    columns = list(TERMINAL_COLUMNS)
     if any("confirmed_ap" in r for r in rows):
-        return [*TERMINAL_COLUMNS[:3], "confirmed_ap", *TERMINAL_COLUMNS[3:]]
-    return TERMINAL_COLUMNS
+        columns.insert(3, "confirmed_ap")
+    latency = [k for k in ("predicted_latency_ms", "latency_ms") if any(k in r for r in rows)]
+    return [*columns[:-1], *latency, columns[-1]]
 
 
 def terminal_rows(rows: list[dict], base: str | None = None) -> list[dict]:

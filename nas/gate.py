@@ -1,4 +1,5 @@
-"""The budget gate: a genome's exact complexity at the canonical input, computed before any training.
+"""The budget gate: a genome's exact complexity at the canonical input (and, with a latency table, its predicted
+latency), computed before any training; the budget limits FLOPs or, for a budget with a time unit, that latency.
 
 Complexities are cached on disk (one JSON file per cache folder), so a resumed search, a second search over the
 same space and the smallest-genome check cost nothing the second time. An entry is keyed by everything its figures
@@ -15,9 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_space.budget import Budget
+from search_space.budget import Budget, LatencyBudget
 from search_space.complexity import CONVENTIONS, counting_fingerprint, format_flops, genome_complexity
 from search_space.genome import Genome
+from search_space.latency_table import LatencyTable, predict_latency
 from search_space.space import SearchSpace
 
 
@@ -31,20 +33,29 @@ class Cost:
 
     params: int
     flops: dict[str, int]
+    latency_ms: float | None = None  # predicted by the search's latency table (None: latency plays no part)
 
-    def metrics(self) -> dict[str, int]:
-        return {"params": self.params, **{f"flops_{name.replace('-', '_')}": v for name, v in self.flops.items()}}
+    def metrics(self) -> dict[str, float]:
+        latency = {} if self.latency_ms is None else {"predicted_latency_ms": self.latency_ms}
+        flops = {f"flops_{name.replace('-', '_')}": v for name, v in self.flops.items()}
+        return {"params": self.params, **flops, **latency}
 
 
 class BudgetGate:
     def __init__(
         self,
-        budget: Budget,
+        budget: Budget | LatencyBudget,
         convention: str = "torchstat",
         input_hw: tuple[int, int] = (256, 192),
         joints: int = 17,
         cache_file: Path | None = None,
+        latency: LatencyTable | None = None,
     ) -> None:
+        """`latency`: the table that predicts each genome's latency (needed by a latency budget)."""
+        if budget.KIND == "latency" and latency is None:
+            raise ValueError("a latency budget needs a latency table to predict with")
+        self.latency = latency
+        self._predicted: dict[str, float] = {}
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
         self.budget, self.convention, self.input_hw, self.joints = budget, convention, input_hw, joints
@@ -63,49 +74,75 @@ class BudgetGate:
     def _key(self, genome: Genome) -> str:
         return self._prefix + genome.compact()
 
-    def cost(self, genome: Genome) -> Cost:
+    def _counted(self, genome: Genome) -> dict:
         key = self._key(genome)
         if key not in self._cache:
             c = genome_complexity(genome, self.input_hw, self.joints)
             self._cache[key] = {"params": c.params, "flops": c.flops}
             self._save()
-        entry = self._cache[key]
-        return Cost(entry["params"], dict(entry["flops"]))
+        return self._cache[key]
+
+    def cost(self, genome: Genome) -> Cost:
+        entry = self._counted(genome)
+        return Cost(entry["params"], dict(entry["flops"]), self.predicted_ms(genome))
+
+    def predicted_ms(self, genome: Genome) -> float | None:
+        if self.latency is None:
+            return None
+        compact = genome.compact()
+        if compact not in self._predicted:
+            self._predicted[compact] = predict_latency(self.latency, genome)
+        return self._predicted[compact]
 
     def flops(self, genome: Genome) -> int:
-        """Raw FLOPs in the search's convention."""
-        return self.cost(genome).flops[self.convention]
+        """Raw FLOPs in the search's convention (no latency prediction)."""
+        return self._counted(genome)["flops"][self.convention]
 
-    def admits(self, flops: int) -> bool:
-        """The one budget comparison: raw FLOPs (this gate's convention) at most the budget."""
-        return flops <= self.budget.raw
+    @property
+    def limit(self) -> float:
+        """The budget in the units it limits: raw FLOPs (this gate's convention) or milliseconds."""
+        return self.budget.ms if self.budget.KIND == "latency" else self.budget.raw
 
-    def over(self, flops: int) -> int:
-        """How far `flops` is over the budget (<= 0: within it); Optuna's constraint value."""
-        return flops - self.budget.raw
+    def limited(self, cost: Cost) -> float:
+        """What the budget limits of a cost: its FLOPs, or its predicted latency."""
+        return cost.latency_ms if self.budget.KIND == "latency" else cost.flops[self.convention]
+
+    def admits(self, value: float) -> bool:
+        """The one budget comparison: FLOPs (or predicted ms) at most the budget."""
+        return value <= self.limit
+
+    def over(self, value: float) -> float:
+        """How far `value` is over the budget (<= 0: within it); Optuna's constraint value."""
+        return value - self.limit
 
     def fits(self, genome: Genome) -> bool:
-        return self.admits(self.flops(genome))
+        return self.admits(self.limited(self.cost(genome)))
 
-    def show(self, raw: int) -> str:
-        return f"{format_flops(raw, self.convention)} ({raw:,} raw, {self.convention})"
+    def show(self, value: float) -> str:
+        if self.budget.KIND == "latency":
+            return f"{value:.2f} ms predicted"
+        return f"{format_flops(int(value), self.convention)} ({int(value):,} raw, {self.convention})"
 
     def check_space(self, space: SearchSpace) -> Genome:
         """A genome of the space under budget (the first one found among the cheapest candidates), or
         BudgetTooSmall stating the smallest figure the space can reach."""
-        cheapest: tuple[int, Genome] | None = None
+        cheapest: tuple[float, Genome] | None = None
         for genome in space.cheapest_candidates():
-            flops = self.flops(genome)
-            if self.admits(flops):
+            value = self.limited(self.cost(genome))
+            if self.admits(value):
                 return genome
-            if cheapest is None or flops < cheapest[0]:
-                cheapest = (flops, genome)
+            if cheapest is None or value < cheapest[0]:
+                cheapest = (value, genome)
         assert cheapest is not None  # a SearchSpace always has a valid genome
+        if self.budget.KIND == "latency":
+            smallest = f"{math.ceil(cheapest[0] * 10) / 10:.1f}ms"
+            limit = f"{self.budget.ms:g} ms"
+        else:
+            smallest, limit = smallest_budget_text(int(cheapest[0])), f"{self.budget.raw:,} raw"
         raise BudgetTooSmall(
-            f"budget {self.budget.text} = {self.budget.raw:,} raw is below the smallest genome of space "
+            f"budget {self.budget.text} = {limit} is below the smallest genome of space "
             f"{space.name!r}: {self.show(cheapest[0])} at {self.input_hw[0]}x{self.input_hw[1]}, for "
-            f"{cheapest[1].compact()}; use --budget {smallest_budget_text(cheapest[0])} or more, or a "
-            "space with smaller genomes"
+            f"{cheapest[1].compact()}; use --budget {smallest} or more, or a space with smaller genomes"
         )
 
     def _save(self) -> None:

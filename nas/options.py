@@ -26,8 +26,9 @@ from pose.coco import DataSource, absolute_data, parse_data
 from pose.device import AMPS, resolve_device
 from pose.train import Recipe
 from search_space.ablation import AblationTable, load_table
-from search_space.budget import Budget, parse_budget
+from search_space.budget import Budget, LatencyBudget, parse_cost_budget
 from search_space.complexity import CONVENTIONS, parse_input_size
+from search_space.latency import LatencyError, Setting, parse_setting
 from search_space.space import DEFAULT_SPACE, SearchSpace
 
 SEARCH_FIDELITY = replace(Recipe(), epochs=1, batch=16, lr=1e-2)
@@ -40,6 +41,7 @@ STRATEGIES = ("trials", "one-shot")  # how a genome gets its AP: its own short t
 SAMPLERS = ("auto", "tpe", "nsga2")  # built in nas.searcher; auto: TPE for trials, NSGA-II for one-shot
 ONE_SHOT_EVALUATIONS = 150  # genomes a one-shot search scores by default
 SEARCH_SUPERNET_EPOCHS = 3  # the supernet a one-shot search trains when it is given none (supernet.py's default)
+OBJECTIVES = ("ap,flops", "ap,latency", "ap,flops,latency")  # AP and the costs a search minimises
 CONFIRM_STARTS = ("scratch", "inherited")  # --confirm-from: train from PyTorch's init or the supernet's weights
 
 
@@ -388,6 +390,11 @@ class SearchArgs(OneShotArgs):
     experiment: str = "hrnas-search"
     sampler: str = "auto"
     evaluations: int = ONE_SHOT_EVALUATIONS  # one-shot: genomes scored (trials: --trials)
+    objectives: str = OBJECTIVES[0]
+    latency_runtime: str = "ort"  # the latency a latency objective or budget means: runtime, device, batch, threads
+    latency_device: str = "cpu"
+    latency_batch: int = 1
+    latency_threads: int = 1
     confirm: int = 0  # one-shot: front members trained standalone afterwards
     confirm_from: str = "scratch"
     confirm_epochs: int | None = None  # None: train.py's
@@ -402,7 +409,8 @@ class SearchArgs(OneShotArgs):
         return Path(self.storage).resolve() / self.experiment
 
     def parse(self) -> SearchOptions:
-        budget = parse_budget(self.budget)
+        budget = parse_cost_budget(self.budget)
+        costs, latency = self.parse_objectives(budget)
         if self.convention not in CONVENTIONS:
             raise SearchError(f"--convention {self.convention!r}: choose one of {', '.join(CONVENTIONS)}")
         if self.scheduler not in SCHEDULERS:
@@ -433,6 +441,8 @@ class SearchArgs(OneShotArgs):
             args=self,
             confirm=self.parse_confirm(one_shot is not None, recipe),
             budget=budget,
+            costs=costs,
+            latency=latency,
             space=space,
             trials=self.evaluations if one_shot else self.trials,
             convention=self.convention,
@@ -443,6 +453,24 @@ class SearchArgs(OneShotArgs):
             one_shot=one_shot,
             **self.parse_place(),
         )
+
+    def parse_objectives(self, budget: Budget | LatencyBudget) -> tuple[tuple[str, ...], Setting | None]:
+        """The costs minimised besides AP, and the latency setting where latency is an objective or the budget."""
+        if self.objectives not in OBJECTIVES:
+            raise SearchError(f"--objectives {self.objectives!r}: choose one of {', '.join(OBJECTIVES)}")
+        costs = tuple(self.objectives.split(",")[1:])
+        if budget.KIND == "latency" and "latency" not in costs:
+            raise SearchError(
+                f"--budget {budget.text} is a latency budget, but --objectives {self.objectives} has no latency: use "
+                "--objectives ap,latency (or ap,flops,latency), or a FLOPs budget such as 0.5GFLOPs"
+            )
+        if "latency" not in costs:
+            return costs, None
+        try:
+            setting = parse_setting(self.latency_runtime, self.latency_device, self.latency_batch, self.latency_threads)
+        except LatencyError as exc:
+            raise SearchError(str(exc).replace("--", "--latency-", 1)) from None
+        return costs, setting
 
     def parse_confirm(self, one_shot: bool, recipe: Recipe) -> Confirm | None:
         """--confirm K: train.py's recipe (its epochs unless --confirm-epochs; the supernet's batch and rate)."""
@@ -518,7 +546,7 @@ class Confirm:
 class SearchOptions(RunOptions):
     """`recipe`: the trials' training, or for one-shot the training of the supernet the search trains if given none."""
 
-    budget: Budget
+    budget: Budget | LatencyBudget
     space: SearchSpace
     trials: int  # genomes to train (trials) or score (one-shot)
     convention: str
@@ -527,6 +555,8 @@ class SearchOptions(RunOptions):
     sampler: str = "tpe"
     one_shot: OneShot | None = None  # set exactly for --strategy one-shot
     confirm: Confirm | None = None  # --confirm K (one-shot only)
+    costs: tuple[str, ...] = ("flops",)  # minimised besides AP (--objectives)
+    latency: Setting | None = None  # what latency means, where it is an objective or the budget
 
 
 # ---- ablation -------------------------------------------------------------------------------------------------
@@ -538,6 +568,7 @@ class AblationArgs(OneShotArgs):
     lr: float = Recipe().lr
     experiment: str = "hrnas-ablation"
     space: str | None = None  # one-shot: the supernet's space (None: --supernet's, else the default space)
+    latency: bool = False  # also measure every row's latency
     STATE_FILE = "ablation.json"
     KIND = "table"
     FILES = ("table", "space", "supernet")

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from analysis.pareto import spread
-from analysis.runs import Search, child_runs, pareto_rows, write_search_report
+from analysis.runs import LATENCY_COLUMNS, Search, child_runs, pareto_rows, write_search_report
 from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet
@@ -31,6 +31,7 @@ from nas.trial import score_trial
 from nas.tune_run import before_first_trial, fit, open_parent, ray_session, resource_params, trial_config
 from pose.synthetic import default_cache_dir, ensure_synthetic
 from search_space.genome import Genome
+from search_space.latency_table import LatencyTable, fit_space, load_table
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
 
@@ -49,20 +50,37 @@ def anchors_for(space: SearchSpace, gate: BudgetGate) -> tuple[list[dict[str, st
             notes.append(f"{name}: not in space {space.name!r} ({exc})")
             continue
         if not gate.fits(genome):
-            notes.append(f"{name}: over budget ({gate.show(gate.flops(genome))})")
+            notes.append(f"{name}: over budget ({gate.show(gate.limited(gate.cost(genome)))})")
             continue
         points.append(params)
         names[genome.compact()] = name
     return points, names, notes
 
 
+def latency_table(options: SearchOptions) -> LatencyTable:
+    """This machine's latency table for the search's latency setting: cached, or fitted now on the space."""
+    table = load_table(options.latency)
+    if table is not None:
+        say(f"latency: this machine's table for {options.latency.describe()} ({len(table.parts)} parts, fitted on "
+            f"{len(table.fitted_on)} genomes)")  # fmt: skip
+        return table
+    say(f"latency: no table for {options.latency.describe()} on this machine yet; fitting one (minutes, once) ...")
+    presets = {name: load_preset(name) for name in PRESETS}
+    return fit_space(options.space, options.latency, presets, progress=say)[0]
+
+
 def run(options: SearchOptions, state: dict, resume: bool) -> dict:
     """Run (or resume) a search; returns the summary that `--json` prints."""
     quiet_console(options.verbose)
     space, folder = options.space, options.folder
-    gate = BudgetGate(options.budget, options.convention, cache_file=default_cache_dir() / "complexity.json")
     with before_first_trial("search"):
-        say(f"{options.budget.describe(options.convention)}; space {space.name!r} ({space.size():,} genomes)")
+        table = latency_table(options) if options.latency is not None else None
+        gate = BudgetGate(
+            options.budget, options.convention, cache_file=default_cache_dir() / "complexity.json", latency=table
+        )
+        what = options.latency.describe() if options.budget.KIND == "latency" else options.convention
+        say(f"{options.budget.describe(what)}; space {space.name!r} ({space.size():,} genomes); objectives: "
+            f"{options.args.objectives}")  # fmt: skip
         say("counting the complexity of the cheapest genomes and of the presets (cached after the first time) ...")
         gate.check_space(space)
         anchors, anchor_names, notes = anchors_for(space, gate)
@@ -85,10 +103,14 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if not resume:
             client.log_artifact(parent_id, str(options.args.space), "space")
         child_tags = {"strategy": options.strategy, **({"inherited": "true"} if supernet else {})}
+        if options.latency is not None:
+            child_tags.update(options.latency.tags())
         tracker = SearchTracker(options.tracking_uri, experiment_id, parent_id, anchor_names, child_tags)
         progress = SearchProgress(options.trials, concurrency, rejections, options.convention)
 
         config = trial_config(options, options.recipe)
+        if options.latency is not None:  # every trained or scored genome's latency is measured too
+            config["latency"] = options.latency.as_config()
         if supernet is not None:
             config.update(supernet=str(supernet.folder), calibration=options.one_shot.calibration)
 
@@ -100,7 +122,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
             searcher = BudgetedSearcher(
                 space, gate, anchors, options.recipe.seed, rejections, sampler=options.sampler,
-                limit=options.trials, finished_file=finished,
+                limit=options.trials, finished_file=finished, costs=options.costs,
             )  # fmt: skip
             return tune.Tuner(
                 trainable,
@@ -178,7 +200,7 @@ def parent_fields(options: SearchOptions, supernet: ReadySupernet | None = None)
     args = options.args
     params = {
         "budget": args.budget,
-        "budget_raw": options.budget.raw,
+        "budget_raw": getattr(options.budget, "raw", None),
         "convention": options.convention,
         "space": options.space.name,
         "space_file": args.space,
@@ -190,6 +212,10 @@ def parent_fields(options: SearchOptions, supernet: ReadySupernet | None = None)
         "scheduler": options.scheduler,
         "strategy": options.strategy,
         "sampler": options.sampler,
+        "objectives": options.args.objectives,
+        "budget_kind": options.budget.KIND,
+        **({"budget_ms": options.budget.ms} if options.budget.KIND == "latency" else {}),
+        **(options.latency.tags() if options.latency is not None else {}),
         **resource_params(options),
     }
     tags = {"kind": "search", "command": options.command, "strategy": options.strategy}
@@ -248,7 +274,9 @@ def finish(
         "experiment": options.experiment,
         "experiment_id": experiment_id,
         "tracking_uri": options.tracking_uri,
-        "budget_raw": options.budget.raw,
+        "budget_raw": getattr(options.budget, "raw", None),
+        "budget_ms": getattr(options.budget, "ms", None),
+        "objectives": options.args.objectives,
         "convention": options.convention,
         "hypervolume": hv,
         "strategy": options.strategy,
@@ -266,6 +294,7 @@ def finish(
                 **({"confirmed_ap": row.get("confirmed_ap")} if options.confirm else {}),
                 "flops": int(r.data.metrics["flops"]),
                 "params": int(r.data.metrics.get("params", 0)),
+                **{k: r.data.metrics[k] for k in LATENCY_COLUMNS if k in r.data.metrics},
             }
             for r, row in zip(front, rows, strict=True)
         ],

@@ -22,13 +22,13 @@ from pathlib import Path
 import optuna
 from ray.tune.search import Searcher
 
-from nas.gate import BudgetGate
+from analysis.runs import COST_METRICS
+from nas.gate import BudgetGate, Cost
 from nas.options import SearchError, say
 from search_space.genome import GenomeError
 from search_space.space import PARAM_PREFIX, SearchSpace, decode
 
-CONSTRAINT = "budget"  # the Optuna constraint: FLOPs over budget (<= 0: feasible)
-METRICS, MODES = ["ap", "flops"], ["max", "min"]
+CONSTRAINT = "budget"  # the Optuna constraint: FLOPs (or predicted ms) over budget (<= 0: feasible)
 EXPLORE_AFTER = 10  # duplicates in a row after which the next samples are drawn uniformly
 
 
@@ -64,6 +64,7 @@ class BudgetedSearcher(Searcher):
     # class-level defaults: a searcher pickled by a search started before these existed resumes with them
     limit: int | None = None
     finished_file: Path | None = None
+    costs: tuple[str, ...] = ("flops",)
 
     def __init__(
         self,
@@ -77,15 +78,18 @@ class BudgetedSearcher(Searcher):
         sampler: str = "tpe",
         limit: int | None = None,
         finished_file: Path | None = None,
+        costs: tuple[str, ...] = ("flops",),
     ) -> None:
         """`limit`: genomes to hand out in all (None: as many as Tune asks for). `finished_file`: a JSON list of
-        compact genomes that finished in an earlier run of this search, read on restore (see `restore`)."""
-        super().__init__(metric=list(METRICS), mode=list(MODES))
+        compact genomes that finished in an earlier run of this search, read on restore (see `restore`). `costs`:
+        the objectives minimised besides AP, keys of COST_METRICS."""
+        metrics = ["ap", *(COST_METRICS[c] for c in costs)]
+        super().__init__(metric=metrics, mode=["max", *("min" for _ in costs)])
         self.space, self.gate, self.rejections_file = space, gate, rejections_file
         self.max_rejections = max_rejections
-        self.limit, self.finished_file = limit, finished_file
+        self.limit, self.finished_file, self.costs = limit, finished_file, tuple(costs)
         sampler_of = SAMPLERS[sampler](seed, startup_trials)
-        self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler_of)
+        self.study = optuna.create_study(directions=["maximize", *("minimize" for _ in costs)], sampler=sampler_of)
         for params in anchors:
             self.study.enqueue_trial(params)
         self.random = random.Random(seed)
@@ -123,11 +127,11 @@ class BudgetedSearcher(Searcher):
                 duplicates += 1
                 continue
             cost = self.gate.cost(genome)
-            flops = cost.flops[self.gate.convention]
-            if not self.gate.admits(flops):
-                self._reject(trial, params, flops, f"over budget: {self.gate.show(flops)}")
+            flops, limited = cost.flops[self.gate.convention], self.gate.limited(cost)
+            if not self.gate.admits(limited):
+                self._reject(trial, params, cost, f"over budget: {self.gate.show(limited)}")
                 continue
-            trial.set_constraint(CONSTRAINT, float(self.gate.over(flops)))
+            trial.set_constraint(CONSTRAINT, float(self.gate.over(limited)))
             self.live[trial_id] = trial.number
             self.suggested.add(genome.compact())
             return {"params": params, "genome": genome.compact(), "flops": flops, "cost": cost.metrics()}
@@ -150,16 +154,24 @@ class BudgetedSearcher(Searcher):
         if error or not result or "ap" not in result:
             self.study.tell(number, state=optuna.trial.TrialState.FAIL)
         else:
-            self.study.tell(number, [float(result["ap"]), float(result["flops"])])
+            self.study.tell(number, [float(result["ap"]), *(float(result[COST_METRICS[c]]) for c in self.costs)])
 
-    def _reject(self, trial: optuna.Trial, params: dict, flops: int | None, reason: str) -> None:
-        trial.set_constraint(CONSTRAINT, float(self.gate.over(flops) if flops is not None else self.gate.budget.raw))
+    def _reject(self, trial: optuna.Trial, params: dict, cost: Cost | None, reason: str) -> None:
+        limited = self.gate.limited(cost) if cost is not None else None
+        trial.set_constraint(CONSTRAINT, float(self.gate.over(limited) if cost is not None else self.gate.limit))
         trial.set_user_attr("rejected", reason)
         # Objectives of a genome that is never trained: no accuracy, and its real cost when known.
-        self.study.tell(trial, [0.0, float(flops if flops is not None else 2 * self.gate.budget.raw)])
+        known = {"flops": None, "latency": None} if cost is None else {
+            "flops": cost.flops[self.gate.convention], "latency": cost.latency_ms
+        }  # fmt: skip
+        costs = [float(known[c]) if known[c] is not None else 1e12 for c in self.costs]
+        self.study.tell(trial, [0.0, *costs])
+        record = {"time": time.time(), "params": params, "flops": known["flops"], "reason": reason}
+        if known["latency"] is not None:
+            record["predicted_latency_ms"] = known["latency"]
         self.rejections_file.parent.mkdir(parents=True, exist_ok=True)
         with self.rejections_file.open("a") as f:
-            f.write(json.dumps({"time": time.time(), "params": params, "flops": flops, "reason": reason}) + "\n")
+            f.write(json.dumps(record) + "\n")
 
     # ---- resume: Tune saves the searcher with its experiment state and restores it on Tuner.restore ---------
     STATE = ("study", "live", "suggested", "exhausted", "random")

@@ -23,7 +23,7 @@ EPOCH_METRICS = (
     *("loss", "ap", "ap50", "ap75", "apm", "apl", "ar", "images_per_second", "train_seconds", "score_seconds"),
     "gpu_peak_mib",  # CUDA trials only
 )
-FINAL_METRICS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl")
+FINAL_METRICS = ("ap", "ap50", "ap75", "apm", "apl", "ar", "ar50", "ar75", "arm", "arl", "latency_ms")
 
 
 def gene_params(genome: Genome) -> dict[str, str]:

@@ -52,7 +52,7 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
     if fault == "nan":
         recipe = replace(recipe, lr=math.inf)
     out_dir = Path(tune.get_context().get_trial_dir()) / TRAINING_DIR
-    fixed = {"flops": config["flops"], **config["cost"]}
+    fixed = {"flops": config["flops"], **config["cost"], **measured_latency(config, genome)}
 
     def metrics_of(record: dict) -> dict:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and v is not None}
@@ -73,6 +73,19 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
         genome, data, recipe, out_dir, lambda record: tune.report(metrics_of(record)), quiet=True, device=device,
         initial=initial,
     )  # fmt: skip
+
+
+LATENCY_SECONDS = 1.0  # timed seconds of a trial's latency measurement (on the trial's own CPUs)
+
+
+def measured_latency(config: dict, genome: Genome) -> dict[str, float]:
+    """The genome's measured latency (`latency_ms`) where the search has a latency objective or budget; measured on
+    the trial's CPUs, beside whatever else runs on the machine."""
+    if "latency" not in config:
+        return {}
+    from search_space.latency import Setting, measure_latency
+
+    return {"latency_ms": measure_latency(genome, Setting.from_config(config["latency"]), LATENCY_SECONDS).median_ms}
 
 
 def inherited_weights(folder: str, genome: Genome) -> dict[str, torch.Tensor]:
@@ -123,12 +136,14 @@ def score_trial(config: dict) -> None:
         int(config["calibration"]), device, prepared=scorer.prepared,
     )  # fmt: skip
     metrics = {k: v for k, v in stats.items() if isinstance(v, int | float) and k not in {"flops", "params"}}
+    seconds = time.perf_counter() - start
     tune.report(
         {
             **metrics,
+            **measured_latency(config, Genome.from_compact(config["genome"])),
             "flops": config["flops"],  # in the search's convention (the score's own is torchstat)
             **config["cost"],
-            "score_seconds": time.perf_counter() - start,
+            "score_seconds": seconds,
             "epoch": 1,
             "epochs_total": 1,
             "complete": True,

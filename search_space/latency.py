@@ -13,6 +13,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +54,14 @@ class Setting:
         """A file-name-safe name of the setting (latency tables are cached per setting)."""
         h, w = self.input_hw
         return f"{self.runtime}-{self.device}-b{self.batch}-t{self.threads}-{h}x{w}"
+
+    def as_config(self) -> dict:
+        """JSON-friendly (a trial's config); `Setting.from_config` reads it back."""
+        return {**asdict(self), "input_hw": list(self.input_hw)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Setting:
+        return cls(**{**config, "input_hw": tuple(config["input_hw"])})
 
     def tags(self) -> dict[str, str]:
         return {
@@ -168,7 +177,9 @@ def export_any(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) 
         export_onnx(model, example[0], path)
         return [INPUT_NAME]
     names = [f"x{i}" for i in range(len(example))]
-    with torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():
+        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)  # as blocks.onnx_export: known noise of the exporter
         torch.onnx.export(model, example, str(path), dynamo=False, input_names=names, opset_version=17)
     return names
 

@@ -125,7 +125,7 @@ class LatencyTable:
     # ---- storage -----------------------------------------------------------------------------------------------
     def to_json(self) -> dict:
         return {
-            "setting": {**self.setting.__dict__, "input_hw": list(self.setting.input_hw)},
+            "setting": self.setting.as_config(),
             "fingerprint": self.fingerprint,
             "code": self.code,
             "parts": self.parts,
@@ -138,7 +138,7 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, data: dict) -> LatencyTable:
-        setting = Setting(**{**data["setting"], "input_hw": tuple(data["setting"]["input_hw"])})
+        setting = Setting.from_config(data["setting"])
         return cls(setting, data["fingerprint"], data["code"], data["parts"], data["scale"], data["per_part_ms"],
                    data["offset_ms"], data["fitted_on"], data.get("fit_seconds", 0.0))  # fmt: skip
 

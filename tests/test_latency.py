@@ -17,6 +17,7 @@ from search_space.latency_table import (
     predict_latency,
     random_genomes,
     table_path,
+    time_part,
 )
 from search_space.space import SearchSpace
 from tests.scripts import run_script
@@ -90,6 +91,16 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     assert LatencyTable.from_json(json.loads(path.read_text())).parts == table.parts
 
 
+def test_a_part_alone_exports_and_times_on_onnxruntime(space_file, tmp_path):
+    setting = Setting(input_hw=(64, 64))
+    parts = genome_parts(SearchSpace.from_file(space_file).base, setting)
+    branched = next((p, s) for _, p, s in parts if s and isinstance(s[0], tuple))  # a part of several branches
+    for part, shapes in (parts[0][1:], branched):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        assert time_part(part, shapes, setting, folder) > 0 and (folder / "model.onnx").is_file()
+
+
 def test_a_genome_outside_the_table_has_its_parts_timed_and_kept(space_file, tmp_path, monkeypatch):
     monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
     space = SearchSpace.from_file(space_file)
@@ -142,3 +153,82 @@ def test_bad_latency_options_fail_before_measuring(capsys, extra, message):
 def test_complexity_without_arch_says_what_to_give(capsys):
     code, _, err = run_script(capsys, "complexity")
     assert code == 2 and "--arch: give a preset or a genome file" in err
+
+
+def test_latency_budget_three_objective_search_end_to_end(tmp_path, space_file, monkeypatch):
+    """A latency budget between the tiny space's genomes and a three-objective front: no trained genome's predicted
+    latency over the budget, every run measured, and the front and hypervolume MLflow holds recomputed by brute
+    force."""
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from analysis.pareto import hypervolume_nd, non_dominated
+    from tests.test_search import ROOT, environment, search_command
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HRNAS_CACHE", str(cache))
+    env = {**environment(tmp_path), "HRNAS_CACHE": str(cache)}
+    space = SearchSpace.from_file(space_file)
+    setting = Setting(runtime="torch")  # onnxruntime's exports would triple the time (its path: the tests above)
+    table, _ = fit_space(space, setting, {}, count=4)  # what the search would fit itself, fitted here to see it
+    predicted = sorted(table.predict(g) for g in space.valid_genomes())
+    budget = (predicted[2] + predicted[3]) / 2
+    command = [*search_command(tmp_path, space_file, "--trials", "4"), "--budget", f"{budget:.4f}ms",
+               "--objectives", "ap,flops,latency", "--latency-runtime", "torch"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "this machine's table" in done.stderr  # the cached table, not a new fit
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["objectives"] == "ap,flops,latency" and summary["budget_ms"] == pytest.approx(budget, abs=1e-4)
+    client = MlflowClient(summary["tracking_uri"])
+    runs = client.search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'"
+    )
+    assert 1 <= len(runs) <= 3  # three of the six genomes fit
+    for r in runs:
+        assert r.data.metrics["predicted_latency_ms"] <= budget + 1e-4 and r.data.metrics["latency_ms"] > 0
+        assert r.data.tags["latency_runtime"] == "torch" and r.data.tags["latency_threads"] == "1"
+    vectors = {r.info.run_id: (-r.data.metrics["ap"], r.data.metrics["flops"], r.data.metrics["predicted_latency_ms"])
+               for r in runs}  # fmt: skip
+    assert {r.info.run_id for r in runs if r.data.tags["pareto"] == "true"} == non_dominated(vectors)
+    reference = (0.0, max(v[1] for v in vectors.values()), budget)
+    front = [vectors[k] for k in non_dominated(vectors)]
+    expected = hypervolume_nd(front, reference) / (reference[1] * reference[2])
+    assert summary["hypervolume"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+    rejected = [json.loads(line) for line in (tmp_path / "runs" / "t" / "rejected.jsonl").read_text().splitlines()
+                if line.strip()] if (tmp_path / "runs" / "t" / "rejected.jsonl").is_file() else []  # fmt: skip
+    assert all(r["predicted_latency_ms"] > budget for r in rejected if r["reason"].startswith("over budget"))
+    report = tmp_path / "runs" / "t" / "report"
+    assert (report / "pareto.png").is_file() and (report / "pareto-latency.png").is_file()
+    assert "predicted_latency_ms" in (report / "pareto.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--budget", "40ms"], "--budget 40ms is a latency budget, but --objectives ap,flops has no latency"),
+        (["--budget", "40ms", "--objectives", "ap,latency", "--latency-runtime", "tvm"], "--latency-runtime 'tvm'"),
+        (["--objectives", "ap,latency", "--latency-device", "cuda"], "no CUDA device"),
+        (["--budget", "40 minutes"], "or a latency with a time unit, e.g. 40ms"),
+    ],
+)
+def test_bad_latency_search_input_fails_before_anything_starts(tmp_path, capsys, space_file, extra, message):
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without CUDA")
+    code, _, err = run_script(capsys, "search", "--budget", "40MFLOPs", "--space", str(space_file), "--storage",
+                              str(tmp_path / "runs"), *extra)  # fmt: skip
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "runs" / "hrnas-search").exists()
+
+
+def test_ablation_table_gains_a_measured_latency_column(tmp_path, capsys):
+    from tests.test_ablation import TINY
+
+    table = tmp_path / "tiny.yaml"
+    table.write_text(TINY)
+    code, out, err = run_script(capsys, "ablate", "--table", str(table), "--complexity-only", "--latency", "--json")
+    assert code == 0, err
+    rows = json.loads(out.strip().splitlines()[-1])["rows"]
+    assert len(rows) == 2 and all(r["latency_ms"] > 0 for r in rows)
+    assert "latency_ms" in out and "ort on cpu, batch 1, 1 thread, 256x192" in out

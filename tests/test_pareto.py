@@ -12,6 +12,8 @@ from analysis.pareto import (
     Point,
     dominates,
     hypervolume,
+    hypervolume_nd,
+    non_dominated,
     non_dominated_sort,
     normalised_hypervolume,
     pareto_front,
@@ -247,3 +249,43 @@ def test_spread_picks_both_ends_and_evenly_between():
     items = list(range(10))
     assert spread(items, 2) == [0, 9] and spread(items, 4) == [0, 3, 6, 9] and spread(items, 1) == [9]
     assert spread(items, 10) == items and spread(items, 30) == items and spread([], 3) == []
+
+
+def brute_force_volume(vectors: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
+    """The dominated volume summed over the cells of the grid every coordinate cuts (exact for boxes)."""
+    import itertools
+
+    axes = [sorted({v[d] for v in vectors if v[d] < reference[d]} | {reference[d]}) for d in range(len(reference))]
+    volume = 0.0
+    for cell in itertools.product(*(range(len(a) - 1) for a in axes)):
+        low = [axes[d][i] for d, i in enumerate(cell)]
+        if any(all(v[d] <= low[d] for d in range(len(low))) for v in vectors):
+            volume += math.prod(axes[d][i + 1] - axes[d][i] for d, i in enumerate(cell))
+    return volume
+
+
+@pytest.mark.parametrize("seed", SEEDS[:5])
+def test_three_objective_front_and_hypervolume_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    vectors = {f"p{i}": tuple(float(x) for x in rng.integers(0, 8, size=3)) for i in range(25)}
+    front = non_dominated(vectors)
+    expected = {
+        k for k, v in vectors.items()
+        if not any(all(w[d] <= v[d] for d in range(3)) and w != v for w in vectors.values())
+    }  # fmt: skip
+    assert front == expected
+    reference = (8.0, 9.0, 10.0)
+    assert hypervolume_nd(list(vectors.values()), reference) == pytest.approx(
+        brute_force_volume(list(vectors.values()), reference)
+    )
+    # the front alone dominates the same volume; points outside the box add nothing
+    assert hypervolume_nd([vectors[k] for k in front], reference) == pytest.approx(
+        hypervolume_nd([*vectors.values(), (20.0, 0.0, 0.0)], reference)
+    )
+
+
+def test_two_objective_vectors_agree_with_the_point_front():
+    rng = np.random.default_rng(3)
+    pts = [Point(f"p{i}", float(rng.random()), float(rng.integers(1, 50))) for i in range(40)]
+    assert non_dominated({p.key: (-p.ap, p.flops) for p in pts}) == {p.key for p in pareto_front(pts)}
+    assert hypervolume_nd([(-p.ap, p.flops) for p in pts], (0.0, 60.0)) == pytest.approx(hypervolume(pts, (0.0, 60.0)))

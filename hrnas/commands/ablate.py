@@ -2,6 +2,7 @@
 proxy AP (every row trained under one short recipe, on Ray Tune, one MLflow run per row) beside the published AP.
 
 python experiments/ablate.py --table lite-hrnet --complexity-only      # seconds: the complexity columns only
+python experiments/ablate.py --table lite-hrnet --complexity-only --latency   # and every row's measured latency
 python experiments/ablate.py --table lite-hrnet                        # train every row (synthetic data)
 python experiments/ablate.py --table ccw --epochs 8 --data /data/coco --input 256x192 --json
 python experiments/ablate.py --table my-table.yaml --resume            # continue a killed run of a table
@@ -37,6 +38,8 @@ def build_parser() -> Parser:
                            "supernet's space scored with its weights, the others trained)")  # fmt: skip
     p.add_argument("--space", default=None, help="one-shot: the supernet's space YAML (default: --supernet's, else "
                    "the packaged default space)")  # fmt: skip
+    p.add_argument("--latency", action="store_true", help="also measure every row's latency (onnxruntime, CPU, "
+                   "batch 1, one thread, at the table's input)")  # fmt: skip
     p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_trial_resource_arguments(p, "row")
@@ -56,7 +59,7 @@ def ablate(args: argparse.Namespace, command: str) -> dict:
     if args.complexity_only:
         from nas.ablation_run import complexity_only
 
-        return complexity_only(args.table)
+        return complexity_only(args.table, args.latency)
     values = {k: v for k, v in vars(args).items() if k not in {"resume", "json", "complexity_only"}}
     options, state = AblationArgs(**values, command=command).open(args.resume)
     from nas.ablation_run import run_table  # Ray and MLflow load only once the inputs are known to be good

@@ -8,6 +8,8 @@ python experiments/search.py --budget 0.5G --resume                  # continue 
 python experiments/search.py --budget 0.5G --strategy one-shot       # score genomes with a supernet trained once
 python experiments/search.py --budget 0.3G --strategy one-shot --supernet runs/supernet --evaluations 300
 python experiments/search.py --budget 0.3G --strategy one-shot --confirm 4   # then train 4 front members standalone
+python experiments/search.py --budget 40ms --objectives ap,latency   # a latency budget (onnxruntime, 1 CPU thread)
+python experiments/search.py --budget 0.5G --objectives ap,flops,latency   # a three-objective front
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 
 from hrnas.commands.trial_options import add_one_shot_arguments, add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
-from nas.options import CONFIRM_STARTS, SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, SearchArgs, describe_command
+from nas.options import CONFIRM_STARTS, OBJECTIVES, SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, SearchArgs, describe_command
 from pose.train import Recipe
 from search_space.complexity import CONVENTIONS
 
@@ -26,7 +28,20 @@ DEFAULTS = SearchArgs(budget="")
 
 def build_parser() -> Parser:
     p = Parser(prog="hrnas search", description=__doc__)
-    p.add_argument("--budget", required=True, help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20)")
+    p.add_argument(
+        "--budget",
+        required=True,
+        help="FLOPs budget at 256x192, e.g. 0.5GFLOPs, 300MFLOPs (M = 2^20), "
+        "or with a time unit a latency budget, e.g. 40ms (predicted by this machine's latency table)",
+    )
+    p.add_argument("--objectives", default=DEFAULTS.objectives, choices=list(OBJECTIVES), help="maximise AP, "
+                   f"minimise the others (default {DEFAULTS.objectives})")  # fmt: skip
+    p.add_argument("--latency-runtime", default=DEFAULTS.latency_runtime, help="what latency means: ort "
+                   "(onnxruntime, default) or torch")  # fmt: skip
+    p.add_argument("--latency-device", default=DEFAULTS.latency_device, help="... on cpu (default) or cuda")
+    p.add_argument("--latency-batch", type=int, default=DEFAULTS.latency_batch, help="... at this batch (default 1)")
+    p.add_argument("--latency-threads", type=int, default=DEFAULTS.latency_threads, help="... with this many "
+                   "threads (default 1)")  # fmt: skip
     p.add_argument("--space", default=DEFAULTS.space, help="search space YAML (default: the packaged "
                    "default space, search_space/spaces/default.yaml)")  # fmt: skip
     add_one_shot_arguments(p, "how a genome gets its AP: trials (a short training each, default) or one-shot "
