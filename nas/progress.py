@@ -14,12 +14,20 @@ from search_space.complexity import format_flops
 
 
 class SearchProgress(tune.Callback):
+    cost: str = "flops"  # class-level default: a callback pickled before latency searches resumes with it
+
     def __init__(
-        self, total: int, concurrency: int, rejections_file: Path | None, convention: str = "torchstat"
+        self,
+        total: int,
+        concurrency: int,
+        rejections_file: Path | None,
+        convention: str = "torchstat",
+        cost: str = "flops",
     ) -> None:
-        """`rejections_file`: the searcher's record of samples refused before training (None: nothing is refused)."""
+        """`rejections_file`: the searcher's record of samples refused before training (None: nothing is refused).
+        `cost`: the trial result the running front is drawn against (flops, or predicted_latency_ms)."""
         self.total, self.concurrency, self.rejections_file = total, concurrency, rejections_file
-        self.convention = convention
+        self.convention, self.cost = convention, cost
         self.start = time.time()
         self.started: dict[str, float] = {}
         self.durations: list[float] = []
@@ -45,7 +53,7 @@ class SearchProgress(tune.Callback):
         running = states.count("RUNNING")
         pending = max(0, self.total - finished - failed - running)
         front = sorted(pareto_front(list(self.points.values())), key=lambda p: p.flops)
-        shown = ", ".join(f"{p.ap:.3f}@{format_flops(int(p.flops), self.convention)}" for p in front) or "-"
+        shown = ", ".join(f"{p.ap:.3f}@{self._show(p.flops)}" for p in front) or "-"
         eta = ""
         if self.durations:
             mean = sum(self.durations) / len(self.durations)
@@ -55,6 +63,9 @@ class SearchProgress(tune.Callback):
             f"{event:<28} trials: {finished} finished, {failed} failed, {running} running, "
             f"{pending} pending of {self.total}{self._rejected()} | front: {shown}{eta}"
         )
+
+    def _show(self, cost: float) -> str:
+        return format_flops(int(cost), self.convention) if self.cost == "flops" else f"{cost:.1f}ms"
 
     def _say(self, text: str) -> None:
         say(f"[{(time.time() - self.start) / 60:5.1f} min] {text}")
@@ -78,7 +89,7 @@ class SearchProgress(tune.Callback):
             self.durations.append(time.time() - self.started.pop(trial.trial_id))
         result = trial.last_result or {}
         if result.get("complete") and isinstance(result.get("ap"), float):
-            self.points[trial.trial_id] = Point(trial.trial_id, result["ap"], float(result["flops"]))
+            self.points[trial.trial_id] = Point(trial.trial_id, result["ap"], float(result[self.cost]))
         self._print(
             trials, f"done {trial.trial_id} AP {result.get('ap', float('nan')):.3f}", (trial.trial_id, "TERMINATED")
         )

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from analysis.pareto import spread
-from analysis.runs import LATENCY_COLUMNS, Search, child_runs, pareto_rows, write_search_report
+from analysis.runs import COST_METRICS, LATENCY_COLUMNS, Search, child_runs, pareto_rows, write_search_report
 from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet
@@ -106,7 +106,9 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if options.latency is not None:
             child_tags.update(options.latency.tags())
         tracker = SearchTracker(options.tracking_uri, experiment_id, parent_id, anchor_names, child_tags)
-        progress = SearchProgress(options.trials, concurrency, rejections, options.convention)
+        # the running front against the first cost (the final one is the joint front of every cost)
+        cost = COST_METRICS[options.costs[0]]
+        progress = SearchProgress(options.trials, concurrency, rejections, options.convention, cost)
 
         config = trial_config(options, options.recipe)
         if options.latency is not None:  # every trained or scored genome's latency is measured too
