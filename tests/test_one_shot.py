@@ -72,9 +72,10 @@ def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp
     assert [m.step for m in client.get_metric_history(supernet_run.info.run_id, "loss")] == [1]
     trained = (folder / "supernet.pt").stat().st_mtime_ns
 
-    # Another budget, another experiment: the same space and data reuse the supernet without training it again.
+    # Another budget, another experiment: the same space and data reuse the supernet without training it again;
+    # this search also confirms its front (--confirm 2, fine-tuned from the inherited weights).
     again = subprocess.run(
-        [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "2"), "--budget", "35MFLOPs",
+        [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "2", *CONFIRM), "--budget", "35MFLOPs",
          "--experiment", "t2"],
         cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -83,35 +84,20 @@ def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp
     assert "reusing the supernet" in again.stderr and "training the supernet" not in again.stderr
     assert (folder / "supernet.pt").stat().st_mtime_ns == trained
     _, runs = children(tmp_path, second)
-    assert len(runs) == 2 and all(r.data.metrics["flops"] <= 35 * 2**20 for r in runs)
+    scored = [r for r in runs if r.data.tags.get("confirm") != "true"]
+    assert len(scored) == 2 and all(r.data.metrics["flops"] <= 35 * 2**20 for r in scored)
     assert client.get_run(second["parent_run_id"]).data.tags["supernet_run_id"] == supernet_run.info.run_id
+    check_confirmations(again, second, runs, tmp_path / "runs" / "t2" / "report" / "pareto.csv")
 
 
-def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, space_file):
-    env = environment(tmp_path)
-    # width 8-16 under a generous budget: six genomes, so that the kill lands mid-search
-    command = [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "6"), "--budget", "1GFLOPs"]
-    before = sigkill_after_a_finished_trial(tmp_path, command, env)
-    done = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    summary = summary_of(done)
-    client, runs = children(tmp_path, summary)
-    trial_ids = [r.data.tags["trial_id"] for r in runs]
-    assert len(trial_ids) == len(set(trial_ids)) == 6 and len({r.data.tags["genome"] for r in runs}) == 6
-    assert all(r.info.status == "FINISHED" and r.data.tags["inherited"] == "true" for r in runs)
-    for trial_id, run_id in before.items():
-        assert trial_id in trial_ids and client.get_run(run_id).info.status == "FINISHED"
+CONFIRM = ["--confirm", "2", "--confirm-from", "inherited", "--confirm-epochs", "1", "--confirm-steps", "2"]
 
 
-def test_confirm_trains_front_members_standalone_beside_their_inherited_ap(tmp_path, space_file):
-    """--confirm 2, fine-tuned from inherited weights: two front members (its cheapest and its most accurate) are
-    trained as Ray trials; each run holds both APs and names the scored run it confirms."""
-    confirm = ["--confirm", "2", "--confirm-from", "inherited", "--confirm-epochs", "1", "--confirm-steps", "2"]
-    done = run_one_shot(tmp_path, space_file, "--evaluations", "4", *confirm)
-    summary = summary_of(done)
-    client, runs = children(tmp_path, summary)
+def check_confirmations(done, summary: dict, runs: list, report: Path) -> None:
+    """--confirm 2: two front members (its cheapest and its most accurate) trained as Ray trials; each run holds
+    both APs and names the scored run it confirms, which shows its confirmed AP."""
     scored = [r for r in runs if r.data.tags.get("confirm") != "true"]
     confirmed = [r for r in runs if r.data.tags.get("confirm") == "true"]
-    assert len(scored) == 4
     front = sorted((r for r in scored if r.data.tags["pareto"] == "true"), key=lambda r: r.data.metrics["flops"])
     expected = [front[0], front[-1]] if len(front) > 1 else front
     assert summary["front_size"] == len(front) and summary["confirmed"] == len(expected) == len(confirmed)
@@ -128,8 +114,22 @@ def test_confirm_trains_front_members_standalone_beside_their_inherited_ap(tmp_p
     shown = {p["run_id"]: p["confirmed_ap"] for p in summary["pareto"]}
     assert {k for k, v in shown.items() if v is not None} == {r.info.run_id for r in expected}
     assert "confirmed_ap" in done.stdout and "confirming" in done.stderr
-    table = (tmp_path / "runs" / "t" / "report" / "pareto.csv").read_text()
-    assert table.splitlines()[0].split(",")[:4] == ["trial_id", "preset", "ap", "confirmed_ap"]
+    assert report.read_text().splitlines()[0].split(",")[:4] == ["trial_id", "preset", "ap", "confirmed_ap"]
+
+
+def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, space_file):
+    env = environment(tmp_path)
+    # width 8-16 under a generous budget: six genomes, so that the kill lands mid-search
+    command = [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "6"), "--budget", "1GFLOPs"]
+    before = sigkill_after_a_finished_trial(tmp_path, command, env)
+    done = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    summary = summary_of(done)
+    client, runs = children(tmp_path, summary)
+    trial_ids = [r.data.tags["trial_id"] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 6 and len({r.data.tags["genome"] for r in runs}) == 6
+    assert all(r.info.status == "FINISHED" and r.data.tags["inherited"] == "true" for r in runs)
+    for trial_id, run_id in before.items():
+        assert trial_id in trial_ids and client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_one_shot_table_scores_rows_in_the_space_and_trains_the_others(tmp_path, space_file):
