@@ -10,9 +10,11 @@ save), never stale.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from search_space.complexity import CONVENTIONS, counting_fingerprint, format_fl
 from search_space.genome import Genome
 from search_space.latency_table import LatencyTable, predict_latency
 from search_space.space import SearchSpace
+
+LATENCY_SCAN = 20_000  # genomes a latency budget's space check predicts at most (about 1 ms each)
 
 
 class BudgetTooSmall(ValueError):
@@ -124,11 +128,21 @@ class BudgetGate:
         return f"{format_flops(int(value), self.convention)} ({int(value):,} raw, {self.convention})"
 
     def check_space(self, space: SearchSpace) -> Genome:
-        """A genome of the space under budget (the first one found among the cheapest candidates), or
-        BudgetTooSmall stating the smallest figure the space can reach."""
+        """A genome of the space under budget (the first one found among the candidates), or BudgetTooSmall
+        stating the smallest figure found.
+
+        FLOPs are monotone in width, depth and ratios, so the cheapest genome by FLOPs is among the space's
+        cheapest candidates. Predicted latency is measured, not monotone: a wider genome of small kernels can
+        run as fast as a narrower one. A latency budget therefore goes on to the rest of the space (up to
+        LATENCY_SCAN genomes) before it calls the budget too small."""
+        candidates = space.cheapest_candidates()
+        if self.budget.KIND == "latency":
+            candidates = itertools.islice(_unique(itertools.chain(candidates, space.valid_genomes())), LATENCY_SCAN)
         cheapest: tuple[float, Genome] | None = None
-        for genome in space.cheapest_candidates():
-            value = self.limited(self.cost(genome))
+        checked = 0
+        for genome in candidates:
+            checked += 1
+            value = self.predicted_ms(genome) if self.budget.KIND == "latency" else self.flops(genome)
             if self.admits(value):
                 return genome
             if cheapest is None or value < cheapest[0]:
@@ -137,11 +151,12 @@ class BudgetGate:
         if self.budget.KIND == "latency":
             smallest = f"{math.ceil(cheapest[0] * 10) / 10:.1f}ms"
             limit = f"{self.budget.ms:g} ms"
+            among = f" (the smallest of {checked:,} genomes predicted)"
         else:
-            smallest, limit = smallest_budget_text(int(cheapest[0])), f"{self.budget.raw:,} raw"
+            smallest, limit, among = smallest_budget_text(int(cheapest[0])), f"{self.budget.raw:,} raw", ""
         raise BudgetTooSmall(
             f"budget {self.budget.text} = {limit} is below the smallest genome of space "
-            f"{space.name!r}: {self.show(cheapest[0])} at {self.input_hw[0]}x{self.input_hw[1]}, for "
+            f"{space.name!r}{among}: {self.show(cheapest[0])} at {self.input_hw[0]}x{self.input_hw[1]}, for "
             f"{cheapest[1].compact()}; use --budget {smallest} or more, or a space with smaller genomes"
         )
 
@@ -152,6 +167,14 @@ class BudgetGate:
         tmp = self.cache_file.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(self._cache))
         tmp.replace(self.cache_file)
+
+
+def _unique(genomes: Iterator[Genome]) -> Iterator[Genome]:
+    seen: set[str] = set()
+    for genome in genomes:
+        if genome.compact() not in seen:
+            seen.add(genome.compact())
+            yield genome
 
 
 def smallest_budget_text(raw: int) -> str:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nas.gate import BudgetGate, BudgetTooSmall, smallest_budget_text
-from search_space.budget import parse_budget
+from search_space.budget import parse_budget, parse_cost_budget
 from search_space.complexity import genome_complexity
 from search_space.presets import load_preset
 from search_space.space import SearchSpace
@@ -112,3 +112,34 @@ def test_a_new_rule_makes_cached_costs_unused(monkeypatch):
     before = complexity.counting_fingerprint()
     monkeypatch.setitem(complexity.CONVENTIONS["macs"].formulas, nn.Conv1d, lambda m, a, o: 0)
     assert complexity.counting_fingerprint() != before
+
+
+def _table_where_width_8_is_slow(space):
+    """A latency table (no timing: its part times are set) in which the parts only width-8 genomes use are slow, so
+    the cheapest genomes by FLOPs are the slowest by predicted latency, as small kernels can make them on a CPU."""
+    from search_space.latency import Setting
+    from search_space.latency_table import LatencyTable, genome_parts
+
+    setting = Setting(runtime="torch")
+    keys = {g.compact(): {key for key, _, _ in genome_parts(g, setting)} for g in space.valid_genomes()}
+    others = set().union(*(k for compact, k in keys.items() if "width=8 " not in compact))
+    parts = {key: 1.0 if key in others else 10.0 for k in keys.values() for key in k}
+    return LatencyTable(setting, {}, "", parts)
+
+
+def test_a_latency_budget_looks_past_the_cheapest_genomes_by_flops(tmp_path):
+    from tests.test_search import BASE, SPACE
+
+    (tmp_path / "tiny-base.yaml").write_text(BASE)
+    (tmp_path / "tiny.yaml").write_text(SPACE.format(base=tmp_path / "tiny-base.yaml"))
+    space = SearchSpace.from_file(tmp_path / "tiny.yaml")
+    table = _table_where_width_8_is_slow(space)
+    predicted = {g.compact(): table.predict(g) for g in space.valid_genomes()}
+    fastest = min(predicted.values())
+    assert all(predicted[g.compact()] > fastest for g in space.cheapest_candidates())  # the case being tested
+    admitted = BudgetGate(parse_cost_budget(f"{fastest}ms"), latency=table).check_space(space)
+    assert predicted[admitted.compact()] == fastest
+    with pytest.raises(BudgetTooSmall) as error:
+        BudgetGate(parse_cost_budget(f"{fastest * 0.9}ms"), latency=table).check_space(space)
+    message = str(error.value)
+    assert f"the smallest of {len(predicted)} genomes predicted" in message and f"{fastest:.2f} ms" in message
