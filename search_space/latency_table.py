@@ -202,13 +202,23 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[
     return out
 
 
+FULL_FIT_MINIMUM = 8  # genomes below which the correction is the scale alone (3 parameters would interpolate)
+
+
 def least_squares(features: list[tuple[float, int]], measured: list[float]) -> tuple[float, float, float]:
     """scale, per_part, offset minimising the squared relative error of scale * sum + per_part * count + offset
-    against measured (relative: a 5 ms net matters as much as a 200 ms one)."""
+    against measured (relative: a 5 ms net matters as much as a 200 ms one).
+
+    With fewer than FULL_FIT_MINIMUM genomes, or part counts and sums that do not vary independently (a space
+    whose genomes differ in width only), three parameters would pass through the points and extrapolate to
+    nonsense (a negative latency for a deeper genome); the fit is then the scale alone, which stays positive."""
     weights = 1.0 / np.asarray(measured)
     a = np.array([[total, count, 1.0] for total, count in features]) * weights[:, None]
-    (scale, per_part, offset), *_ = np.linalg.lstsq(a, np.ones(len(measured)), rcond=None)
-    return float(scale), float(per_part), float(offset)
+    if len(measured) >= FULL_FIT_MINIMUM and np.linalg.matrix_rank(a) == 3:
+        (scale, per_part, offset), *_ = np.linalg.lstsq(a, np.ones(len(measured)), rcond=None)
+        return float(scale), float(per_part), float(offset)
+    ratios = a[:, 0]  # sum / measured per genome
+    return float(ratios.sum() / (ratios**2).sum()), 0.0, 0.0
 
 
 def fit_table(

@@ -4,15 +4,18 @@ on a tiny space (real onnxruntime and PyTorch; no figure is asserted against a c
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from search_space.latency import Latency, LatencyError, Setting, measure_latencies, of_samples, parse_setting
 from search_space.latency_table import (
+    FULL_FIT_MINIMUM,
     LatencyTable,
     fit_space,
     fit_table,
     genome_parts,
+    least_squares,
     load_table,
     predict_latency,
     random_genomes,
@@ -89,6 +92,24 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     again = load_table(setting, folder=tmp_path / "tables")
     assert again is not None and again.to_json() == table.to_json()
     assert LatencyTable.from_json(json.loads(path.read_text())).parts == table.parts
+
+
+def test_the_correction_fits_three_parameters_only_where_the_data_can_carry_them():
+    """Enough genomes on a known line give the line back; too few (or counts that move with the sums) give the
+    scale alone, whose prediction stays positive where three interpolating parameters predicted a negative one."""
+    line = (0.8, -0.05, 2.0)
+    features = [(10.0 + 7 * i, 20 + (i * 5) % 11) for i in range(FULL_FIT_MINIMUM)]
+    measured = [line[0] * s + line[1] * c + line[2] for s, c in features]
+    assert least_squares(features, measured) == pytest.approx(line)
+    few = [(10.0, 20), (12.0, 20), (15.0, 24)]
+    exact = [9.0, 12.0, 11.0]  # three points three parameters would pass through exactly
+    interpolated = np.linalg.solve(np.array([[s, c, 1.0] for s, c in few]), np.array(exact))
+    assert interpolated @ [30.0, 60, 1] < 0  # a deeper genome's prediction by the three: what the scale avoids
+    scale, per_part, offset = least_squares(few, exact)
+    assert scale > 0 and per_part == offset == 0.0
+    assert scale * 30.0 > 0
+    collinear = [(10.0 + i, 20) for i in range(FULL_FIT_MINIMUM + 2)]  # one part count: count and offset coincide
+    assert least_squares(collinear, [s * 0.9 for s, _ in collinear]) == pytest.approx((0.9, 0.0, 0.0))
 
 
 def test_a_part_alone_exports_and_times_on_onnxruntime(space_file, tmp_path):

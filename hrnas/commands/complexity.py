@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "setting on --space (cached; --latency then also predicts)")  # fmt: skip
     latency.add_argument("--space", default=str(DEFAULT_SPACE), help="--fit-latency: the space (default: default)")
     latency.add_argument("--fit-genomes", type=int, default=24, help="--fit-latency: genomes measured whole for "
-                         "the correction (default 24)")  # fmt: skip
+                         "the correction (default 24; under 8, the correction is a scale alone)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
