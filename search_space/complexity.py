@@ -221,7 +221,8 @@ def _shapes(x: torch.Tensor | list[torch.Tensor]) -> Shapes:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(tuple(t.shape) for t in x)
 
 
-def _tensors(shapes: Shapes, device: str) -> torch.Tensor | list[torch.Tensor]:
+def zeros_of(shapes: Shapes, device: str = "cpu") -> torch.Tensor | list[torch.Tensor]:
+    """Zero tensors of a part's input shapes: one tensor, or a list of one per branch."""
     if shapes and isinstance(shapes[0], tuple):
         return [torch.zeros(s, device=device) for s in shapes]
     return torch.zeros(shapes, device=device)
@@ -262,7 +263,7 @@ def _count(model: nn.Module, inputs: Shapes, run: Callable[[nn.Module, Any], Any
         # BatchNorm keeps the shape, and the meta-device decomposition of batch_norm is most of the cost.
         nn.BatchNorm2d.forward = _shape_only_batch_norm
         with torch.no_grad():
-            output = run(model, _tensors(inputs, device))
+            output = run(model, zeros_of(inputs, device))
     finally:
         nn.BatchNorm2d.forward = batch_norm_forward
         for h in handles:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from blocks.network import Part, prepare_for_training
-from search_space.complexity import complexity_code_hash, leaf_inputs
+from search_space.complexity import complexity_code_hash, leaf_inputs, zeros_of
 from search_space.genome import Genome, GenomeError
 from search_space.latency import Setting, machine_fingerprint, measure_latencies, runner, time_interleaved
 from search_space.space import SearchSpace
@@ -57,12 +57,6 @@ class _PartModule(nn.Module):
         return tuple(out) if isinstance(out, list) else out
 
 
-def _example(shapes) -> tuple[tuple[torch.Tensor, ...], bool]:
-    if shapes and isinstance(shapes[0], tuple):
-        return tuple(torch.zeros(s) for s in shapes), True
-    return (torch.zeros(shapes),), False
-
-
 def part_key(part: Part, shapes) -> str:
     return repr((part.key, shapes))
 
@@ -75,7 +69,9 @@ def genome_parts(genome: Genome, setting: Setting, joints: int = 17) -> list[tup
 
 def time_part(part: Part, shapes, setting: Setting, folder: Path, seconds: float = 0.15) -> float:
     """The median ms of one part run alone on zeros of its input shapes."""
-    example, branches = _example(shapes)
+    zeros = zeros_of(shapes)
+    branches = isinstance(zeros, list)
+    example = tuple(zeros) if branches else (zeros,)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         module = _PartModule(part.build(), part.run, branches).eval()
