@@ -176,6 +176,7 @@ def test_a_supernet_trains_as_two_ray_train_workers(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "data: synthetic" in done.stderr
+    assert "data-parallel: 2 Ray Train workers, 2 images each per step" in done.stderr  # --batch 4 split in two
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 2 and set(summary["tracked"]) == {"largest", "smallest"}
     assert (out / "supernet.pt").is_file() and ray_processes(out) == []

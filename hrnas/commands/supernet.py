@@ -29,6 +29,7 @@ from hrnas.commands.train import (
     add_device_arguments,
     add_loading_arguments,
     add_recipe_arguments,
+    describe_ddp,
     device_from_args,
     loading_from_args,
     recipe_from_args,
@@ -153,6 +154,9 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     tracker = SupernetTracker(tracking_uri, args.experiment, Path(args.storage).resolve(), out)
     params = supernet_params(source, pool, recipe, options, data, device, args.augment, args.ddp or 1)
     data_args = {"data": absolute_data(args.data), "val": absolute_data(args.val) if args.val else None}
+
+    if args.ddp is not None:
+        print(describe_ddp(args.ddp, recipe.batch), file=sys.stderr)
 
     def train(on_epoch) -> dict:
         if args.ddp is None:

@@ -156,6 +156,11 @@ def add_ddp_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="with --ddp: Ray's own log lines too")
 
 
+def describe_ddp(workers: int, batch: int) -> str:
+    """The line a --ddp command prints before Ray starts: how the global batch is shared."""
+    return f"data-parallel: {workers} Ray Train workers, {batch // workers} images each per step"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_command(lambda: train_command(args), args.json)
@@ -236,8 +241,7 @@ def train_command(args: argparse.Namespace) -> dict:
     else:
         from nas.ddp import ddp_job, train_on_ray
 
-        share = recipe.batch // args.ddp
-        print(f"data-parallel: {args.ddp} Ray Train workers, {share} images each per step", file=sys.stderr)
+        print(describe_ddp(args.ddp, recipe.batch), file=sys.stderr)
         result = train_on_ray(ddp_job(genome, recipe, args, device, loading), out, args.address, args.verbose)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(
