@@ -15,12 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, hypervolume, hypervolume_nd, non_dominated, normalised_hypervolume, pareto_front
 from analysis.plots import FLOPS_AXIS, LATENCY_AXIS, PlotPoint, pareto_plot
-from analysis.tables import write_tables
+from analysis.tables import LATENCY_COLUMNS, write_tables
 from search_space.complexity import format_flops
 
 COST_METRICS = {"flops": "flops", "latency": "predicted_latency_ms"}  # cost objective -> the run metric it reads
 PLOT_AXES = {"flops": FLOPS_AXIS, "latency": LATENCY_AXIS}
-LATENCY_COLUMNS = ["predicted_latency_ms", "latency_ms"]  # in a front's table where the search has them
 PARETO_COLUMNS = ["trial_id", "preset", "ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
 CONFIRMED_COLUMNS = ["trial_id", "preset", "ap", "confirmed_ap", "ap50", "ar", "flops", "flops_M", "params_M", "genome"]
 

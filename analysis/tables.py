@@ -15,8 +15,10 @@ from pathlib import Path
 
 Value = str | int | float | bool | None
 Row = dict[str, Value]
+# The latency columns a front's tables gain where its search has latency: the gate's prediction, the trial's measure.
+LATENCY_COLUMNS = ["predicted_latency_ms", "latency_ms"]
 
-__all__ = ["format_value", "to_markdown", "to_csv", "to_latex", "to_terminal", "write_tables"]
+__all__ = ["LATENCY_COLUMNS", "format_value", "to_markdown", "to_csv", "to_latex", "to_terminal", "write_tables"]
 
 
 def format_value(v: object, missing: str = "–") -> str:

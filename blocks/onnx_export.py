@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -17,6 +19,15 @@ OUTPUT_NAME = "heatmaps"
 # Opsets each exporter writes natively: the TorchScript exporter up to 20 (nearest resize needs 11),
 # the torch.export-based one from 18 (lower versions go through a lossy version converter).
 OPSETS = {"torchscript": (11, 20, 17), "dynamo": (18, 23, 18)}
+
+
+@contextlib.contextmanager
+def exporter_warnings_silenced() -> Iterator[None]:
+    """The exporters' known noise (TorchScript's deprecation, the tracer's shape-derived constants) silenced."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def export_onnx(
@@ -36,9 +47,7 @@ def export_onnx(
     # shape-derived ints (constants here: the input shape is fixed), the dynamo one logs missing torchvision ops.
     registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration_log.level
-    with warnings.catch_warnings(), torch.no_grad():
-        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
-            warnings.simplefilter("ignore", category)
+    with exporter_warnings_silenced(), torch.no_grad():
         registration_log.setLevel(logging.ERROR)
         try:
             if exporter == "torchscript":

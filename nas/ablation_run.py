@@ -132,10 +132,14 @@ def complexity_rows(
 
 
 def json_rows(
-    complexity: list[ComplexityRow], ap: dict[str, float | None], runs: dict[str, Run], inherited: set[str] | None
+    complexity: list[ComplexityRow],
+    ap: dict[str, float | None],
+    runs: dict[str, Run],
+    inherited: set[str] | None,
+    latency: dict[str, float] | None = None,
 ) -> list[dict]:
-    """One object per row: raw params and FLOPs (the table's convention) beside the printed published figures, and
-    (one-shot) whether its AP was inherited or trained."""
+    """One object per row: raw params and FLOPs (the table's convention) beside the printed published figures,
+    (one-shot) whether its AP was inherited or trained, and (--latency) its measured latency."""
     out = []
     for c in complexity:
         run = runs.get(c.row.name)
@@ -159,6 +163,7 @@ def json_rows(
                 "published_ap": c.row.published.ap,
                 "run_id": run.info.run_id if run else None,
                 "status": run.info.status if run else None,
+                **({"latency_ms": latency[c.row.name]} if latency else {}),
             }
         )
     return out
@@ -315,10 +320,7 @@ def finish(
         "convention": table.convention,
         "recipe": line,
         "outputs": [str(p) for p in [*written.values(), *plots]],
-        "rows": [
-            {**r, **({"latency_ms": measured[r["row"]]} if measured else {})}
-            for r in json_rows(complexity, ap, runs, inherited)
-        ],
+        "rows": json_rows(complexity, ap, runs, inherited, measured),
     }
 
 
@@ -357,8 +359,5 @@ def complexity_only(table_name: str, latency: bool = False) -> dict:
         "table": table.name,
         "convention": table.convention,
         "input": f"{table.input_hw[0]}x{table.input_hw[1]}",
-        "rows": [
-            {**r, **({"latency_ms": measured[r["row"]]} if measured else {})}
-            for r in json_rows(complexity, {}, {}, None)
-        ],
+        "rows": json_rows(complexity, {}, {}, None, measured),
     }

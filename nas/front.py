@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from analysis.tables import to_terminal
+from analysis.tables import LATENCY_COLUMNS, to_terminal
 
 WIDTH = 120  # the terminal table's target width
 # The front on the terminal: the raw FLOPs and AP50 are in the report's tables (and --json), not here.
@@ -41,7 +41,7 @@ def columns_of(rows: list[dict]) -> list[str]:
     columns = list(TERMINAL_COLUMNS)
     if any("confirmed_ap" in r for r in rows):
         columns.insert(3, "confirmed_ap")
-    latency = [k for k in ("predicted_latency_ms", "latency_ms") if any(k in r for r in rows)]
+    latency = [k for k in LATENCY_COLUMNS if any(k in r for r in rows)]
     return [*columns[:-1], *latency, columns[-1]]
 
 

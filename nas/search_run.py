@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from analysis.pareto import spread
-from analysis.runs import COST_METRICS, LATENCY_COLUMNS, Search, child_runs, pareto_rows, write_search_report
+from analysis.runs import COST_METRICS, Search, child_runs, pareto_rows, write_search_report
+from analysis.tables import LATENCY_COLUMNS
 from nas.front import print_front
 from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet

@@ -13,7 +13,6 @@ import os
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch import nn
 
 from blocks.fusion import fold_batch_norms
 from blocks.network import PoseNet, prepare_for_training, prepare_input
-from blocks.onnx_export import INPUT_NAME, export_onnx
+from blocks.onnx_export import INPUT_NAME, export_onnx, exporter_warnings_silenced
 from search_space.genome import Genome
 
 RUNTIMES = ("ort", "torch")  # onnxruntime on the exported ONNX file; PyTorch eager, BatchNorm folded
@@ -177,9 +176,7 @@ def export_any(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) 
         export_onnx(model, example[0], path)
         return [INPUT_NAME]
     names = [f"x{i}" for i in range(len(example))]
-    with warnings.catch_warnings(), torch.no_grad():
-        for category in (DeprecationWarning, FutureWarning, torch.jit.TracerWarning):
-            warnings.simplefilter("ignore", category)  # as blocks.onnx_export: known noise of the exporter
+    with exporter_warnings_silenced(), torch.no_grad():
         torch.onnx.export(model, example, str(path), dynamo=False, input_names=names, opset_version=17)
     return names
 
