@@ -91,12 +91,20 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if options.source is None:
             started = time.perf_counter()
             say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
+    rejections, finished = folder / "rejected.jsonl", folder / FINISHED_GENOMES
+
+    def new_searcher() -> BudgetedSearcher:
+        return BudgetedSearcher(
+            space, gate, anchors, options.recipe.seed, rejections, sampler=options.sampler,
+            limit=options.trials, finished_file=finished, costs=options.costs,
+        )  # fmt: skip
+
+    new_searcher().check_portable(folder)  # a sampler that cannot be saved fails here, not in Ray
     supernet = None
     if options.one_shot is not None:
         supernet = ensure_supernet(options, options.one_shot, "search")
     mlflow.set_tracking_uri(options.tracking_uri)
     client = MlflowClient(options.tracking_uri)
-    rejections = folder / "rejected.jsonl"
     with ray_session(options) as concurrency:
         experiment_id, parent_id = open_parent(
             client, options, state, f"search {options.budget.text} {space.name}", *parent_fields(options, supernet)
@@ -117,21 +125,16 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         if supernet is not None:
             config.update(supernet=str(supernet.folder), calibration=options.one_shot.calibration)
 
-        finished = folder / FINISHED_GENOMES
         if resume:  # what the restored searcher must not hand out again (BudgetedSearcher.restore)
             runs = child_runs(client, experiment_id, parent_id)
             finished.write_text(json.dumps([r.data.tags["genome"] for r in runs if r.info.status == "FINISHED"]))
 
         def new_tuner(trainable, run_config: tune.RunConfig) -> tune.Tuner:
-            searcher = BudgetedSearcher(
-                space, gate, anchors, options.recipe.seed, rejections, sampler=options.sampler,
-                limit=options.trials, finished_file=finished, costs=options.costs,
-            )  # fmt: skip
             return tune.Tuner(
                 trainable,
                 param_space=config,
                 tune_config=tune.TuneConfig(
-                    search_alg=searcher,
+                    search_alg=new_searcher(),
                     num_samples=options.trials,
                     max_concurrent_trials=concurrency,
                     scheduler=scheduler_for(options),

@@ -7,7 +7,9 @@ computed at the canonical input. A genome over budget (or an invalid gene combin
 infeasible trial (its `budget` constraint > 0: the amount over budget), so the sampler learns to avoid it, and
 Optuna is asked again: the Tune trial slot is never used. Rejections are appended to a JSONL file so that the driver
 can count and log them, also across a resumed search. The presets of the space under budget are enqueued, so they
-are the first trials. The study (in memory) is pickled with the searcher's state, so a killed search resumes it.
+are the first trials. The study's trials (in memory) are pickled with the searcher's state, so a killed search resumes
+it; the sampler is not: it is rebuilt from its name and seed where the searcher is unpickled (Optuna's samplers need
+not pickle: 5.1's NSGA-II holds a thread lock).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import pickle
 import random
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from ray import cloudpickle
 from ray.tune.search import Searcher
 
 from analysis.runs import COST_METRICS
@@ -32,6 +36,8 @@ CONSTRAINT = "budget"  # the Optuna constraint: FLOPs (or predicted ms) over bud
 EXPLORE_AFTER = 10  # duplicates in a row after which the next samples are drawn uniformly
 
 
+# The Optuna releases hrnas is tested with (pyproject.toml bounds the dependency the same way)
+OPTUNA_TESTED = "optuna>=5.0,<5.2"
 NSGA2_POPULATION = 20  # genomes per NSGA-II generation (a one-shot search of 150 scores runs 7 or 8 of them)
 
 
@@ -54,6 +60,37 @@ def nsga2_sampler(seed: int, startup_trials: int) -> optuna.samplers.BaseSampler
 
 
 SAMPLERS = {"tpe": tpe_sampler, "nsga2": nsga2_sampler}
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """What builds a study's sampler: kept in the searcher's pickled state in place of the sampler itself."""
+
+    name: str
+    seed: int
+    startup_trials: int
+
+    def build(self, told: int = 0) -> optuna.samplers.BaseSampler:
+        """`told`: trials the study holds already. A rebuilt sampler's seed moves on by that many, so a resumed
+        search does not replay the random proposals it started with."""
+        return SAMPLERS[self.name](self.seed + told, self.startup_trials)
+
+
+def portable(study: optuna.Study) -> dict:
+    """A study as public Optuna values that pickle in any release: its directions and its trials (waiting, running
+    and told), without its sampler."""
+    return {"directions": list(study.directions), "trials": study.get_trials(deepcopy=False)}
+
+
+def rebuilt(state: dict, sampler: SamplerSpec) -> optuna.Study:
+    """The study of `portable(...)` with a new sampler of `sampler`; trials keep their numbers and states."""
+    study = optuna.create_study(directions=state["directions"], sampler=sampler.build(len(state["trials"])))
+    study.add_trials(state["trials"])
+    return study
+
+
+class SamplerNotPortable(SearchError):
+    """The searcher's state does not survive pickling (a new Optuna release changed what its objects hold)."""
 
 
 class TooManyRejections(SearchError):
@@ -88,8 +125,10 @@ class BudgetedSearcher(Searcher):
         self.space, self.gate, self.rejections_file = space, gate, rejections_file
         self.max_rejections = max_rejections
         self.limit, self.finished_file, self.costs = limit, finished_file, tuple(costs)
-        sampler_of = SAMPLERS[sampler](seed, startup_trials)
-        self.study = optuna.create_study(directions=["maximize", *("minimize" for _ in costs)], sampler=sampler_of)
+        self.sampler = SamplerSpec(sampler, seed, startup_trials)
+        self.study = optuna.create_study(
+            directions=["maximize", *("minimize" for _ in costs)], sampler=self.sampler.build()
+        )
         for params in anchors:
             self.study.enqueue_trial(params)
         self.random = random.Random(seed)
@@ -173,18 +212,57 @@ class BudgetedSearcher(Searcher):
         with self.rejections_file.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    # ---- resume: Tune saves the searcher with its experiment state and restores it on Tuner.restore ---------
+    # ---- resume: Tune pickles the searcher in its tuner state (tuner.pkl), saves it with its experiment state
+    # (save) and restores it on Tuner.restore (restore). Both keep the study's trials, never its sampler.
     STATE = ("study", "live", "suggested", "exhausted", "random")
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "study": portable(self.study)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.study = self._study_of(state["study"])
+
+    def _study_of(self, saved: dict | optuna.Study) -> optuna.Study:
+        """A saved study back; one pickled whole by an earlier hrnas (a study object) is kept as it is."""
+        return saved if isinstance(saved, optuna.Study) else rebuilt(saved, self.sampler)
+
     def save(self, checkpoint_path: str) -> None:
+        state = {**{name: getattr(self, name) for name in self.STATE}, "study": portable(self.study)}
+        try:
+            data = pickle.dumps(state)
+        except Exception as exc:
+            raise self.not_portable(exc) from exc
         with open(checkpoint_path, "wb") as f:
-            pickle.dump({name: getattr(self, name) for name in self.STATE}, f)
+            f.write(data)
+
+    def not_portable(self, exc: Exception) -> SamplerNotPortable:
+        return SamplerNotPortable(
+            f"--sampler {self.sampler.name}: the search's state cannot be saved with Optuna {optuna.__version__} "
+            f"({type(exc).__name__}: {exc}); install a tested release: pip install {OPTUNA_TESTED!r}"
+        )
+
+    def check_portable(self, folder: Path) -> None:
+        """Before the first trial: the searcher survives both of Ray's pickling paths (its tuner state and
+        save/restore), or one line naming the sampler and the Optuna release."""
+        try:
+            copy = cloudpickle.loads(cloudpickle.dumps(self))
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / ".searcher-check.pkl"
+            copy.save(str(path))
+            copy.restore(str(path))
+            path.unlink()
+        except SamplerNotPortable:
+            raise
+        except Exception as exc:
+            raise self.not_portable(exc) from exc
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)  # written by save() above, in this search's own folder
         for name in self.STATE:
             setattr(self, name, state[name])
+        self.study = self._study_of(state["study"])
         # A driver killed between a trial's end (its MLflow run FINISHED) and Tune's next save of this state would
         # hand that genome out again, as a new trial and a duplicate run: the driver lists the finished genomes.
         if self.finished_file is not None and self.finished_file.is_file():

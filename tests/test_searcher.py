@@ -162,3 +162,88 @@ def test_nas_has_no_import_cycle():
 
     assert graph["search_run"] and graph["tune_run"]  # the graph was read
     assert not [m for m in graph if reaches(m, m, set())]
+
+
+def round_trip(what: str, sampler: str, restore):
+    """restore() with a clear failure naming the path, the sampler and the Optuna release."""
+    import optuna
+
+    try:
+        return restore()
+    except Exception as exc:  # noqa: BLE001 - any failure here is the finding
+        pytest.fail(f"--sampler {sampler}: the searcher does not survive {what} under Optuna {optuna.__version__}: "
+                    f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+
+def one_finished_one_running(space, tmp_path, sampler) -> BudgetedSearcher:
+    search = searcher(space, "40MFLOPs", tmp_path, sampler=sampler)
+    done = search.suggest("done")
+    search.on_trial_complete("done", {"ap": 0.25, "flops": done["flops"]})
+    search.suggest("running")
+    return search
+
+
+def assert_carries_on(restored: BudgetedSearcher, original: BudgetedSearcher) -> None:
+    """The restored searcher holds the same trials (numbers, states, values), tells the running one and proposes a
+    genome not yet handed out."""
+
+    def trials(s):
+        return [(t.number, t.state.name, t.values, t.params) for t in s.study.get_trials(deepcopy=False)]
+
+    assert trials(restored) == trials(original)
+    assert restored.suggested == original.suggested and restored.live == original.live
+    restored.on_trial_complete("running", {"ap": 0.5, "flops": 1})
+    proposed = restored.suggest("next")
+    assert isinstance(proposed, dict) and proposed["genome"] not in original.suggested
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_the_searcher_survives_the_tuner_state_ray_pickles(tmp_path, sampler):
+    """Tune writes the searcher into tuner.pkl (ray.cloudpickle) when the Tuner is made, and reads it back on
+    Tuner.restore: Optuna 5.1's NSGA-II sampler holds a thread lock and broke this path."""
+    from ray import tune
+
+    from nas.options import SAMPLERS
+
+    assert set(SAMPLERS) - {"auto"} == {"tpe", "nsga2"}  # every sampler the CLI offers is parametrised here
+    space = tiny_space(tmp_path, "{width: [8, 12, 16], block: [shuffle, weighting]}")
+    search = one_finished_one_running(space, tmp_path, sampler)
+
+    def trainable(config):
+        return {"ap": 0.0}
+
+    path = tmp_path / "tune"
+    round_trip("Tune's tuner state (tuner.pkl)", sampler, lambda: tune.Tuner(
+        trainable, tune_config=tune.TuneConfig(search_alg=search, num_samples=1),
+        run_config=tune.RunConfig(name="exp", storage_path=str(path)),
+    ))  # fmt: skip
+    restored = round_trip("Tuner.restore", sampler, lambda: tune.Tuner.restore(str(path / "exp"), trainable))
+    assert_carries_on(restored._local_tuner._tune_config.search_alg, search)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_the_searcher_survives_its_own_save_and_restore(tmp_path, sampler):
+    space = tiny_space(tmp_path, "{width: [8, 12, 16], block: [shuffle, weighting]}")
+    search = one_finished_one_running(space, tmp_path, sampler)
+    round_trip("its save()", sampler, lambda: search.save(str(tmp_path / "state.pkl")))
+    restored = searcher(space, "40MFLOPs", tmp_path, sampler=sampler)
+    round_trip("its restore()", sampler, lambda: restored.restore(str(tmp_path / "state.pkl")))
+    assert_carries_on(restored, search)
+
+
+def test_a_searcher_that_cannot_be_saved_is_one_line_naming_sampler_and_optuna(tmp_path):
+    import threading
+
+    import optuna
+
+    from nas.searcher import SamplerNotPortable
+
+    space = tiny_space(tmp_path, "{width: [8, 12]}")
+    search = searcher(space, "1G", tmp_path, sampler="nsga2")
+    search.check_portable(tmp_path)  # today's releases pass
+    search.random = threading.Lock()  # what a future release's sampler might hold
+    with pytest.raises(SamplerNotPortable) as error:
+        search.check_portable(tmp_path)
+    line = str(error.value)
+    assert "\n" not in line and "--sampler nsga2" in line and f"Optuna {optuna.__version__}" in line
+    assert "pip install 'optuna>=" in line
