@@ -11,7 +11,18 @@ from typing import Any
 import yaml
 
 from blocks.spec import NetworkSpec, StageSpec
-from search_space.genes import BLOCK, GENES, SPLIT, STAGES, Gene, PerStage, applies, block_features, stage_value
+from search_space.genes import (
+    BLOCK,
+    GENES,
+    SPLIT,
+    STAGES,
+    Gene,
+    PerStage,
+    applies,
+    block_features,
+    is_active,
+    stage_value,
+)
 
 
 class GenomeError(ValueError):
@@ -140,13 +151,19 @@ class Genome:
     @classmethod
     def from_compact(cls, line: str) -> Genome:
         """Parse `name=value name=value ...`: `,` between branches (`kernels=4,4,2,1`), `/` between stages."""
+        return cls.from_dict(cls._parsed(line))
+
+    @staticmethod
+    def _parsed(line: str) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for token in line.split():
             name, sep, raw = token.partition("=")
             if not sep:
                 raise GenomeError(token, "", "expected name=value in the compact genome string")
+            if name not in GENES:
+                raise GenomeError(name, raw, f"unknown gene; known genes: {', '.join(GENES)}")
             data[name] = parse_value(name, raw)
-        return cls.from_dict(data)
+        return data
 
     def with_genes(self, overrides: Mapping[str, Any]) -> Genome:
         return Genome({**self.genes, **overrides})
@@ -168,6 +185,31 @@ class Genome:
 
     def compact(self) -> str:
         return " ".join(f"{name}={format_value(v)}" for name, v in self.genes.items())
+
+    # ---- the canonical form: one name per network ----------------------------------------------------------
+    def canonical(self) -> Genome:
+        """The same network with every inactive gene (one that changes nothing, as `cross_ratio` with `cross=none`
+        or `kernels` on shuffle blocks) at its off value, or its default where it has none."""
+        return Genome(
+            {name: value if is_active(self.genes, name) else _idle(name) for name, value in self.genes.items()}
+        )
+
+    def canonical_line(self) -> str:
+        """The one-line form of the active genes only: two genomes of one network have the same line."""
+        return " ".join(f"{name}={format_value(v)}" for name, v in self.genes.items() if is_active(self.genes, name))
+
+    @classmethod
+    def from_canonical(cls, line: str) -> Genome:
+        """Parse a `canonical_line` (or any compact form): a gene left out takes its off value where it is inactive,
+        its default where it is active."""
+        given = cls._parsed(line)
+        genes = {name: given.get(name, gene.default) for name, gene in GENES.items()}
+        for _ in range(len(GENES)):  # whether a gene is active depends on others that may be left out too
+            idle = {n: _idle(n) for n in GENES if n not in given and not is_active(genes, n) and genes[n] != _idle(n)}
+            if not idle:
+                break
+            genes.update(idle)
+        return cls(genes).canonical()
 
     def __str__(self) -> str:
         return self.compact()
@@ -213,6 +255,12 @@ class Genome:
 
     def applies(self, name: str, stage: int) -> bool:
         return applies(self.genes, name, stage)
+
+
+def _idle(name: str) -> Any:
+    """An inactive gene's canonical value: its off value, or its default."""
+    gene = GENES[name]
+    return gene.default if gene.off is None else gene.off
 
 
 # ---- combination checks (each names the gene it blames) ------------------------------------------------------
