@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "ONNX export of any genome, checked in onnxruntime"),
     "supernet": ("supernet", "a weight-sharing supernet of a space: train it once, score any genome in seconds"),
     "space": ("space", "a search space's genome count, how many fit a budget, FLOPs range and presets"),
+    "fidelity": ("fidelity", "how well each search signal ranks architectures, against a ground truth"),
     "bench": ("bench", "benchmarks of the search's signals: `bench truth` trains a ground truth of a space"),
 }
 

@@ -1,0 +1,46 @@
+"""How well each search signal ranks architectures, against a ground truth made by `hrnas bench truth`.
+
+hrnas fidelity --truth bench/truth.jsonl                     # every signal in bench/signals.jsonl, FLOPs, params
+hrnas fidelity --truth bench/truth.jsonl --signal flops --signal one-shot --json
+hrnas fidelity --truth my-truth.jsonl --signals my-signals.jsonl --plot fidelity.png
+
+For each signal: Kendall tau and Spearman rho with bootstrap 95 % intervals, Kendall tau within FLOPs quintiles
+(where counting cannot help), top-10 % overlap, the regret of its top pick and its CPU-seconds per genome; and the
+seed ceiling (seed 0 against seed 1). The definitions are in fidelity/metrics.py and docs/fidelity.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fidelity.report import build, plot, table
+from hrnas.errors import Parser, run_command
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="hrnas fidelity", description=__doc__)
+    p.add_argument("--truth", required=True, help="truth JSONL written by `hrnas bench truth`")
+    p.add_argument("--signals", default=None, help="signals JSONL (default: signals.jsonl beside the truth file)")
+    p.add_argument("--signal", action="append", default=None, help="a signal to report (repeat; default: all)")
+    p.add_argument("--plot", default=None, help="fidelity-versus-cost PNG (default: fidelity.png beside the truth)")
+    p.add_argument("--json", action="store_true", help="last line: a JSON list, one object per signal + seed_ceiling")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def job() -> list[dict]:
+        truth = Path(args.truth)
+        report = build(truth, Path(args.signals) if args.signals else None, args.signal)
+        print(table(report))
+        where = plot(report, Path(args.plot) if args.plot else truth.with_name("fidelity.png"))
+        print(f"plot: {where}")
+        return report.to_json()
+
+    return run_command(job, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
