@@ -69,13 +69,14 @@ def costs_of(lines: Iterable[dict]) -> dict[str, float]:
 
 
 def kendall(a: list[float], b: list[float]) -> float:
-    if len(a) < 2:
+    """Kendall's tau-b; nan where it is undefined (fewer than two genomes, or a constant ranking)."""
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
         return math.nan
     return float(stats.kendalltau(a, b).statistic)
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    if len(a) < 2:
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
         return math.nan
     return float(stats.spearmanr(a, b).statistic)
 

@@ -135,24 +135,28 @@ def plot(report: Report, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for r in report.rows:
+    drawn = [r for r in report.rows if not math.isnan(r.kendall_tau)]  # an undefined tau (a constant score) is not
+    for r in drawn:
         x = max(r.cpu_seconds_per_genome, 1e-3)
-        low, high = r.kendall_tau_ci
+        low, high = (r.kendall_tau if math.isnan(v) else v for v in r.kendall_tau_ci)
         ax.errorbar([x], [r.kendall_tau], yerr=[[r.kendall_tau - low], [high - r.kendall_tau]], fmt="o", capsize=3)
         ax.annotate(r.signal, (x, r.kendall_tau), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ceiling = report.ceiling.kendall_tau
     if not math.isnan(ceiling):
         ax.axhline(ceiling, color="gray", linestyle="--", linewidth=1, label=f"seed ceiling {ceiling:+.2f}")
     flops = next((r for r in report.rows if r.signal == "flops"), None)
-    if flops is not None:
+    if flops is not None and not math.isnan(flops.kendall_tau):
         ax.axhline(
             flops.kendall_tau, color="tab:red", linestyle=":", linewidth=1, label=f"FLOPs {flops.kendall_tau:+.2f}"
         )
     ax.set_xscale("log")
+    ax.set_xlim(5e-4, 10 * max([1.0, *(r.cpu_seconds_per_genome for r in drawn)]))
+    ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("CPU-seconds per genome (log)")
     ax.set_ylabel("Kendall tau against the truth (95 % CI)")
     ax.set_title(f"signal fidelity: {report.genomes} genomes, {report.recipe}", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

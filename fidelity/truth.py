@@ -99,6 +99,31 @@ class Plan:
         return [job for job in self.jobs if job.key() not in done]
 
 
+# ---- the sample beside the file -----------------------------------------------------------------------------------
+def sample_file(truth: Path) -> Path:
+    """Where a truth's sample is written (`truth.jsonl` -> `truth.genomes.json`): the signals are computed on it."""
+    return truth.with_name(truth.stem + ".genomes.json")
+
+
+def write_sample(truth: Path, members: list[Member], data: str, space: str) -> Path:
+    path = sample_file(truth)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"space": space, "data": data, "genomes": [asdict(m) for m in members]}
+    path.write_text(json.dumps(body, indent=1) + "\n")
+    return path
+
+
+def read_sample(truth: Path) -> tuple[list[Member], str]:
+    """The truth's sample and its data; without a sample file, the genomes its lines hold (synthetic data)."""
+    path = sample_file(truth)
+    if path.is_file():
+        body = json.loads(path.read_text())
+        return [Member(**m) for m in body["genomes"]], body["data"]
+    lines = read_lines(truth)
+    members = {d["genome"]: Member(d["genome"], int(d["flops"]), d.get("preset")) for d in lines}
+    return sorted(members.values(), key=lambda m: (m.flops, m.genome)), "synthetic"
+
+
 # ---- the JSONL file -----------------------------------------------------------------------------------------------
 def read_lines(path: Path) -> list[dict]:
     """Every line of a truth (or signals) file; a line that is not JSON is an error naming it."""

@@ -20,6 +20,7 @@ from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
 from fidelity.sample import Member
+from fidelity.signals import line as signal_line
 from fidelity.truth import Job, TruthRecipe, append, lines_of
 from nas.options import say
 from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
@@ -38,9 +39,13 @@ def slug(job: Job) -> str:
     return f"{job.member.preset or 'genome'}-s{job.seed}-{job.kind}-{digest}"
 
 
-def job_config(job: Job, folder: Path, data: str, device: str, code: str, keep: bool) -> dict:
+def job_config(
+    job: Job, folder: Path, data: str, device: str, code: str, keep: bool, signal: str | None = None
+) -> dict:
+    """A training's trial config; with `signal`, it writes one signal line (its final AP) instead of truth lines."""
     recipe = recipe_config(replace(job.recipe.recipe, seed=job.seed))
     return {
+        "signal": signal,
         "genome": job.member.genome, "preset": job.member.preset, "flops": job.member.flops, "params": job.params,
         "seed": job.seed, "kind": job.kind, "recipe_name": job.recipe.name, "recipe": recipe,
         "out": str(folder / TRAININGS / slug(job)), "data": data, "device": device, "code": code, "keep": keep,
@@ -87,9 +92,15 @@ def truth_trial(config: dict) -> None:
     data = load_data(parse_data(config["data"]))
     device = resolve_device(config.get("device", "cpu"), "auto")
     result = train(genome, data, recipe, out, on_epoch, quiet=True, device=device)
-    lines = lines_of(job, result["history"], clock, config["code"])
+    final = result["history"][-1]
+    if config.get("signal"):
+        lines = [
+            signal_line(config["signal"], job.member.genome, job.seed, float(final["ap"]), clock[-1]["cpu_seconds"])
+        ]
+    else:
+        lines = lines_of(job, result["history"], clock, config["code"])
     (out / LINES).write_text(json.dumps(lines))
-    tune.report({"epoch": recipe.epochs, "ap": lines[-1]["ap"], "loss": lines[-1]["loss"], "complete": True})
+    tune.report({"epoch": recipe.epochs, "ap": final["ap"], "loss": final["loss"], "complete": True})
 
 
 def _checkpoint_epochs(out: Path) -> int:
@@ -150,19 +161,34 @@ class Appender(tune.Callback):
         shutil.rmtree(out, ignore_errors=True)
         say(f"[{self.progress.finished}/{self.progress.trainings} trainings] finished "
             f"{config['preset'] or config['genome'][:48]} seed {config['seed']} {config['kind']}: "
-            f"final AP {trial.last_result.get('ap', float('nan')):.3f}; lines appended to {self.path}")  # fmt: skip
+            f"final AP {trial.last_result.get('ap', float('nan')):.3f}; appended to {self.path}")  # fmt: skip
 
 
-def run(jobs: list[Job], path: Path, folder: Path, data: str, device: str, threads: int, code: str,
-        keep: set[str], address: str | None = None, verbose: bool = False) -> int:  # fmt: skip
-    """Train `jobs` (the plan's pending trainings) as Ray trials of `threads` CPUs; returns the number that
-    failed."""
+@dataclass(frozen=True)
+class Place:
+    """Where and how the trainings run: the run folder, data, device, CPUs per training, Ray, the code version."""
+
+    folder: Path
+    data: str
+    device: str = "cpu"
+    threads: int = 1
+    code: str = ""
+    address: str | None = None
+    verbose: bool = False
+
+
+def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str | None = None) -> int:
+    """Train `jobs` (the plan's pending trainings, or a trained signal's with `signal`) as Ray trials of
+    `place.threads` CPUs, appending their lines to `path`; returns the number that failed."""
+    folder, threads, verbose = place.folder, place.threads, place.verbose
     quiet_console(verbose)
-    configs = [job_config(j, folder, data, device, code, j.member.genome in keep) for j in jobs]
+    configs = [
+        job_config(j, folder, place.data, place.device, place.code, j.member.genome in keep, signal) for j in jobs
+    ]
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     shutil.rmtree(folder / "tune" / "truth", ignore_errors=True)  # the truth file is the state, not Tune's
-    with ray_instance(folder, address, verbose):
+    with ray_instance(folder, place.address, verbose):
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fidelity.sample import Member, coverage, population, stratified
-from fidelity.truth import Plan, TruthError, TruthRecipe, check_recipe, finished, read_lines
+from fidelity.truth import Plan, TruthError, TruthRecipe, check_recipe, finished, read_lines, write_sample
 from hrnas.errors import Parser, run_command
 from pose.coco import absolute_data, parse_data
 from pose.train import Recipe
@@ -103,10 +103,15 @@ def show_plan(members: list[Member], plan: Plan, done: set) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "truth":
-        print("usage: hrnas bench truth [options]   (hrnas bench truth --help)", file=sys.stderr)
+    commands = {"truth": truth_main, "signals": signals_main}
+    if not argv or argv[0] not in commands:
+        print("usage: hrnas bench truth|signals [options]   (hrnas bench truth --help)", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv[1:])
+    return commands[argv[0]](argv[1:])
+
+
+def truth_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
 
     def job() -> dict:
         recipe = truth_recipe(args)
@@ -124,17 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan.build(members, recipe, args.seeds, seeded, args.convergence, params)
         done = finished(lines)
         pending = plan.pending(done)
+        write_sample(out, members, "synthetic" if args.data == "synthetic" else data, space.name)
         print(f"truth of space {space.name!r} within {args.budget}: {len(members)} genomes, recipe {recipe.name}; "
               f"{len(plan.jobs) - len(pending)} of {len(plan.jobs)} trainings in {out}")  # fmt: skip
         if args.plan:
             show_plan(members, plan, done)
             return {"genomes": len(members), "trainings": len(plan.jobs), "pending": len(pending)}
         from nas.options import code_version
-        from nas.truth_run import run
+        from nas.truth_run import Place, run
 
         keep = {m.genome for m in members if m.preset} | {max(members, key=lambda m: m.flops).genome}
-        failed = run(pending, out.resolve(), folder, data, args.device, args.threads, code_version(), keep,
-                     args.address, args.verbose) if pending else 0  # fmt: skip
+        place = Place(folder, data, args.device, args.threads, code_version(), args.address, args.verbose)
+        failed = run(pending, out.resolve(), place, keep) if pending else 0
         if failed:
             raise TruthError(f"{failed} training(s) failed (their errors are under {folder / 'tune'}); run the same "
                              "command again to retry them")  # fmt: skip
@@ -155,6 +161,12 @@ def genome_complexity_params(line: str) -> int:
     from search_space.genome import Genome
 
     return genome_complexity(Genome.from_canonical(line)).params
+
+
+def signals_main(argv: list[str]) -> int:
+    from hrnas.commands.signals import main as signals
+
+    return signals(argv)
 
 
 if __name__ == "__main__":

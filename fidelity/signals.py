@@ -1,0 +1,92 @@
+"""The search's signals, scored on a truth's genomes: which exist, how the cheap ones are computed, their lines.
+
+A signal line is `{signal, genome, seed, score, cpu_seconds}`; a higher score predicts a higher truth AP (a counted
+cost enters as it is: "bigger is better"). Kinds:
+- `counted`: exact counts (FLOPs in the search's convention at 256x192, params); no training;
+- `latency`: predicted by this machine's latency table, or measured (`latency-measured`, onnxruntime, CPU);
+- `proxy`: zero-cost proxies at initialisation (`fidelity.proxies`), two seeds;
+- `trained`: the genome's own short training, final-epoch AP: the search's trial recipe cut to k epochs
+  (`trials-k`) or the `train` recipe (`train-12`); run as Ray trials by `nas.signals_run`;
+- `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults (3 epochs, or N for
+  `one-shot-<N>ep`), scored as `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval).
+Expensive signals (`subset`) are computed on a subset of the truth's genomes spread over their FLOPs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fidelity.proxies import PROXIES, Batch, proxy_score
+from fidelity.sample import Member, spread
+from pose.train import Recipe
+from search_space.complexity import genome_complexity
+from search_space.genome import Genome
+
+SUBSET = 12  # genomes an expensive signal is computed on
+DEFAULT_SUPERNET_EPOCHS = 3  # `hrnas supernet train`'s default, what `search --strategy one-shot` trains
+ONE_SHOT_SCORES = 150  # genomes a default one-shot search scores: its supernet's training is shared by as many
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    name: str
+    kind: str  # counted | latency | proxy | trained | one-shot
+    subset: bool = False
+    seeds: tuple[int, ...] = (0,)
+    base: str = ""  # trained: "trial" (the search's trial recipe) or "train" (hrnas train's)
+    epochs: int = 0  # trained: epochs of its recipe; one-shot: the supernet's
+
+
+SIGNALS: dict[str, SignalSpec] = {
+    s.name: s
+    for s in [
+        SignalSpec("flops", "counted"),
+        SignalSpec("params", "counted"),
+        SignalSpec("latency", "latency"),
+        SignalSpec("latency-measured", "latency", subset=True),
+        *(SignalSpec(name, "proxy", seeds=(0, 1)) for name in PROXIES),
+        SignalSpec("trials-1", "trained", subset=True, base="trial", epochs=1),
+        SignalSpec("trials-2", "trained", subset=True, base="trial", epochs=2),
+        SignalSpec("trials-4", "trained", subset=True, base="trial", epochs=4),
+        SignalSpec("train-12", "trained", subset=True, base="train", epochs=Recipe().epochs),
+        SignalSpec("one-shot", "one-shot", epochs=DEFAULT_SUPERNET_EPOCHS),
+    ]
+}
+ONE_SHOT_LENGTH = re.compile(r"one-shot-(\d+)ep")
+
+
+def signal_spec(name: str) -> SignalSpec:
+    """The spec of a signal name (`one-shot-<N>ep`: a supernet of N epochs, on the subset); ValueError otherwise."""
+    if name in SIGNALS:
+        return SIGNALS[name]
+    match = ONE_SHOT_LENGTH.fullmatch(name)
+    if match and int(match.group(1)) > 0:
+        return SignalSpec(name, "one-shot", subset=True, epochs=int(match.group(1)))
+    raise ValueError(f"unknown signal {name!r}; choose from {', '.join(SIGNALS)} or one-shot-<N>ep")
+
+
+def genomes_for(spec: SignalSpec, members: list[Member], subset: int = SUBSET) -> list[Member]:
+    return spread(members, subset) if spec.subset else list(members)
+
+
+def line(signal: str, genome: str, seed: int, score: float, cpu_seconds: float) -> dict:
+    return {"signal": signal, "genome": genome, "seed": seed, "score": score, "cpu_seconds": round(cpu_seconds, 3)}
+
+
+def timed(compute: Callable[[], float]) -> tuple[float, float]:
+    """(score, CPU-seconds of this process)."""
+    start = time.process_time()
+    score = compute()
+    return score, time.process_time() - start
+
+
+def counted(name: str, genome: Genome) -> float:
+    complexity = genome_complexity(genome)
+    return float(complexity.flops["torchstat"] if name == "flops" else complexity.params)
+
+
+def proxy(name: str, genome: Genome, batch: Batch, recipe: Recipe) -> float:
+    return proxy_score(name, genome, batch, recipe)

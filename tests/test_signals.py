@@ -1,0 +1,87 @@
+"""`hrnas bench signals`: the zero-cost proxies on real networks, and every kind of signal computed end to end on a
+tiny truth (counts, proxies, a trained signal as Ray trials, a one-shot supernet), then `hrnas fidelity` over them."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fidelity.proxies import PROXIES, proxy_batch, proxy_score
+from fidelity.signals import SIGNALS, signal_spec
+from pose.train import Recipe, load_data
+from search_space.genome import Genome
+from tests.scripts import run_script
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BASE = "stem: lite\nwidth: 8\nmodules: [1, 1, 1]\nblocks: 1\nblock: weighting\n"
+
+
+@pytest.fixture(scope="module")
+def batch_and_recipe():
+    recipe = replace(Recipe(), input_hw=(64, 64), threads=1)
+    return proxy_batch(load_data(None), recipe, size=8), recipe
+
+
+@pytest.mark.parametrize("name", list(PROXIES))
+def test_each_proxy_scores_real_networks_finitely_and_tells_them_apart(name, batch_and_recipe):
+    batch, recipe = batch_and_recipe
+    small = Genome.from_compact("stem=lite width=8 modules=1,1,1 blocks=1 block=weighting")
+    wide = small.with_genes({"width": 16})
+    scores = [proxy_score(name, g, batch, recipe) for g in (small, wide, small)]
+    assert all(math.isfinite(s) for s in scores), scores
+    assert scores[0] == pytest.approx(scores[2])  # the seeded initialisation: the same score again
+    assert scores[0] != pytest.approx(scores[1])
+
+
+def test_signal_names_are_a_registry_with_one_shot_lengths():
+    assert {"flops", "params", "latency", "latency-measured", "one-shot", "synflow", "naswot", "grad-norm", "snip",
+            "trials-1", "trials-2", "trials-4", "train-12"} <= set(SIGNALS)  # fmt: skip
+    assert signal_spec("one-shot-6ep").epochs == 6 and signal_spec("one-shot-6ep").subset
+    with pytest.raises(ValueError, match="unknown signal 'zen'"):
+        signal_spec("zen")
+
+
+def environment(tmp_path) -> dict:
+    env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"))
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def hrnas(tmp_path, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "hrnas.cli", *args], cwd=ROOT, env=environment(tmp_path),
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys):
+    base, space = tmp_path / "base.yaml", tmp_path / "space.yaml"
+    base.write_text(TINY_BASE)
+    space.write_text(f"name: tiny\nbase: {base}\ngenes: {{width: [8, 12, 16], block: [shuffle, weighting]}}\n")
+    truth = tmp_path / "truth.jsonl"
+    tiny = ["--space", str(space), "--max-steps", "2"]
+    hrnas(tmp_path, "bench", "truth", *tiny, "--budget", "1G", "--genomes", "5", "--strata", "1", "--seeded", "2",
+          "--convergence", "1", "--epochs", "1", "--input", "64x64", "--out", str(truth),
+          "--folder", str(tmp_path / "truth"))  # fmt: skip
+    assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == "synthetic"
+    signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep"]
+    run = ["bench", "signals", "--truth", str(truth), *tiny, "--subset", "5", "--folder", str(tmp_path / "signals")]
+    hrnas(tmp_path, *run, *(f"--signal={s}" for s in signals))
+    lines = [json.loads(t) for t in (tmp_path / "signals.jsonl").read_text().splitlines()]
+    counts = {s: sum(d["signal"] == s for d in lines) for s in signals}
+    assert counts == {"flops": 5, "synflow": 10, "naswot": 10, "grad-norm": 10, "snip": 10, "trials-1": 5,
+                      "one-shot-1ep": 5}  # fmt: skip
+    assert all(set(d) == {"signal", "genome", "seed", "score", "cpu_seconds"} for d in lines)
+    again = hrnas(tmp_path, *run, *(f"--signal={s}" for s in signals))  # nothing computed twice
+    assert len((tmp_path / "signals.jsonl").read_text().splitlines()) == len(lines)
+    assert "trials-1: 0 to compute" in again.stderr
+    code, out, err = run_script(capsys, "fidelity", "--truth", str(truth), "--json")
+    assert code == 0, err
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert {r["signal"] for r in rows if "signal" in r} == {*signals, "params"}
+    assert rows[-1]["seed_ceiling"]["n"] == 2
