@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -182,12 +183,14 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
     `place.threads` CPUs, appending their lines to `path`; returns the number that failed."""
     folder, threads, verbose = place.folder, place.threads, place.verbose
     quiet_console(verbose)
+    # trainings that never started have no results: Tune's "Failed to fetch metrics" for each is noise here
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     configs = [
         job_config(j, folder, place.data, place.device, place.code, j.member.genome in keep, signal) for j in jobs
     ]
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    shutil.rmtree(folder / "tune" / "truth", ignore_errors=True)  # the truth file is the state, not Tune's
+    shutil.rmtree(folder / "tune" / (signal or "truth"), ignore_errors=True)  # the JSONL is the state, not Tune's
     with ray_instance(folder, place.address, verbose):
         import ray
 
@@ -200,7 +203,7 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
             param_space={"job": tune.grid_search(configs)},
             tune_config=tune.TuneConfig(num_samples=1),
             run_config=tune.RunConfig(
-                name="truth",
+                name=signal or "truth",
                 storage_path=str(folder / "tune"),
                 callbacks=[Appender(path, folder, progress), JsonLoggerCallback()],
                 verbose=1 if verbose else 0,

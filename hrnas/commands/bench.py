@@ -6,7 +6,7 @@ hrnas bench truth --data /data/coco --input 256x192 --epochs 60 --device cuda --
 
 The truth: `--genomes` genomes of the space within the budget (stratified over FLOPs quantiles and over every gene's
 values, canonical: inactive genes dropped), plus the space's presets within the budget, each trained with one fixed
-recipe (`--epochs`, `--input`: the `train` recipe otherwise). `--seeded` of them (all by default) train with
+recipe (`--epochs`, `--input`: the `train` recipe otherwise). `--seeded` of them (10 by default) train with
 `--seeds` seeds: a genome's truth is its mean over seeds, and the seeds set the noise ceiling. `--convergence` of
 those train at twice the epochs too: is the recipe long enough? Each training is a Ray trial; its lines (one per
 epoch) are appended to `--out` when it ends. Run the same command again to go on: finished trainings are skipped,
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     p.add_argument("--strata", type=int, default=6, help="FLOPs quantile bins the sample is drawn over (default 6)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--seeds", type=int, default=2, help="training seeds of the seeded genomes (default 2)")
-    p.add_argument("--seeded", default="all", help="genomes trained with every seed: all (default) or a number")
+    p.add_argument("--seeded", default="10", help="genomes trained with every seed: a number (default 10) or all")
     p.add_argument("--convergence", type=int, default=6, help="seeded genomes also trained at 2x epochs (default 6)")
     p.add_argument("--epochs", type=int, default=TRUTH_EPOCHS, help=f"truth recipe epochs (default {TRUTH_EPOCHS})")
     p.add_argument("--input", default="128x96", help="training input HxW (default 128x96, the train recipe's)")
