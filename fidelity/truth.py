@@ -113,15 +113,24 @@ def write_sample(truth: Path, members: list[Member], data: str, space: str) -> P
     return path
 
 
-def read_sample(truth: Path) -> tuple[list[Member], str]:
-    """The truth's sample and its data; without a sample file, the genomes its lines hold (synthetic data)."""
+@dataclass(frozen=True)
+class Sample:
+    """A truth's genomes, the data they train on and the name of their space."""
+
+    members: list[Member]
+    data: str
+    space: str
+
+
+def read_sample(truth: Path) -> Sample:
+    """The truth's sample; without a sample file, the genomes its lines hold (synthetic data, space unknown)."""
     path = sample_file(truth)
     if path.is_file():
         body = json.loads(path.read_text())
-        return [Member(**m) for m in body["genomes"]], body["data"]
+        return Sample([Member(**m) for m in body["genomes"]], body["data"], body["space"])
     lines = read_lines(truth)
     members = {d["genome"]: Member(d["genome"], int(d["flops"]), d.get("preset")) for d in lines}
-    return sorted(members.values(), key=lambda m: (m.flops, m.genome)), "synthetic"
+    return Sample(sorted(members.values(), key=lambda m: (m.flops, m.genome)), "synthetic", "unknown")
 
 
 # ---- the JSONL file -----------------------------------------------------------------------------------------------

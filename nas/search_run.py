@@ -27,6 +27,7 @@ from nas.progress import SearchProgress
 from nas.ray_common import quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
+from nas.signal_fidelity import state_fidelity
 from nas.tracking import ConfirmTracker, SearchTracker
 from nas.trial import score_trial
 from nas.tune_run import before_first_trial, fit, open_parent, ray_session, resource_params, trial_config
@@ -274,6 +275,8 @@ def finish(
         print(f"ap: inherited from the supernet; confirmed_ap: trained standalone ({options.confirm.start}, "
               f"{recipe.epochs} epochs{f' of {recipe.max_steps} steps' if recipe.max_steps else ''}), for "
               f"{len(confirmations)} members spread over FLOPs")  # fmt: skip
+    fidelity_line, _ = state_fidelity(client, parent_id, options)
+    print(fidelity_line)
     print_ui_hint(options.tracking_uri, experiment_id)
     return {
         "parent_run_id": parent_id,

@@ -104,3 +104,32 @@ def test_bad_fidelity_input_is_one_line(tmp_path, capsys, make, args, message):
     code, out, err = run_script(capsys, "fidelity", "--truth", str(tmp_path / "truth.jsonl"), *args)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "fidelity.png").exists()
+
+
+def test_a_search_names_its_signal_and_states_its_measured_fidelity(tmp_path):
+    from fidelity.measured import statement, write_measured
+    from fidelity.report import build
+    from nas.options import SearchArgs
+    from nas.signal_fidelity import is_default_space, search_signal
+
+    def signal_of(**args):
+        return search_signal(SearchArgs(budget="0.5G", storage=str(tmp_path), **args).parse())
+
+    assert signal_of() == "trials-1" and signal_of(epochs=4) == "trials-4"
+    assert signal_of(input="64x64") is None  # a recipe no ground truth measures
+    assert signal_of(strategy="one-shot") == "one-shot" and signal_of(strategy="one-shot", supernet_epochs=6) == (
+        "one-shot-6ep"
+    )
+    assert is_default_space(SearchArgs(budget="0.5G", storage=str(tmp_path)).parse().space)
+
+    truth = write(tmp_path / "truth.jsonl", truth_lines())
+    write(tmp_path / "signals.jsonl", [{**d, "signal": "trials-1"} for d in signal_lines(truth_lines())])
+    measured = write_measured(build(truth, None, None), "default", "synthetic", tmp_path / "measured.json")
+    assert str(tmp_path) not in measured.read_text()
+    text, tau = statement("trials-1", True, "synthetic", measured)
+    assert tau is not None and f"Kendall tau {tau:+.2f} [" in text and "12 genomes of the default space" in text
+    assert "FLOPs alone +0.88" in text and "seed ceiling" in text
+    assert statement("one-shot", True, "synthetic", measured)[1] is None  # measured table, signal not in it
+    assert "unmeasured for this space" in statement("trials-1", False, "synthetic", measured)[0]
+    assert "unmeasured for this data" in statement("trials-1", True, "/data/coco", measured)[0]
+    assert "no ground truth" in statement("trials-1", True, "synthetic", tmp_path / "none.json")[0]

@@ -123,6 +123,9 @@ def test_search_end_to_end_with_gate_failures_and_front(tmp_path, space_file):
     parent = client.get_run(summary["parent_run_id"])
     assert parent.data.params["budget"] == BUDGET and parent.data.params["convention"] == "torchstat"
     assert parent.info.status == "FINISHED" and parent.data.tags["code_version"]
+    # a 64x64 trial recipe on another space: no ground truth measures it, and the search says so
+    assert parent.data.tags["signal"] == "custom" and "fidelity is unmeasured" in parent.data.tags["signal_fidelity"]
+    assert parent.data.tags["signal_fidelity"] in done.stdout
     artifacts = {a.path for a in client.list_artifacts(summary["parent_run_id"], "pareto")}
     assert {"pareto/pareto.csv", "pareto/pareto.md", "pareto/pareto.png", "pareto/pareto.html"} <= artifacts
     assert "mlflow ui --backend-store-uri" in done.stdout

@@ -14,7 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from fidelity.measured import write_measured
 from fidelity.report import build, plot, table
+from fidelity.truth import read_sample
 from hrnas.errors import Parser, run_command
 
 
@@ -24,6 +26,12 @@ def build_parser() -> Parser:
     p.add_argument("--signals", default=None, help="signals JSONL (default: signals.jsonl beside the truth file)")
     p.add_argument("--signal", action="append", default=None, help="a signal to report (repeat; default: all)")
     p.add_argument("--plot", default=None, help="fidelity-versus-cost PNG (default: fidelity.png beside the truth)")
+    p.add_argument(
+        "--write-measured",
+        default=None,
+        metavar="JSON",
+        help="also write the summary a search states (hrnas ships fidelity/measured.json, made from bench/truth.jsonl)",
+    )
     p.add_argument("--json", action="store_true", help="last line: a JSON list, one object per signal + seed_ceiling")
     return p
 
@@ -37,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(table(report))
         where = plot(report, Path(args.plot) if args.plot else truth.with_name("fidelity.png"))
         print(f"plot: {where}")
+        if args.write_measured:
+            sample = read_sample(truth)
+            print(
+                f"summary for searches: {write_measured(report, sample.space, sample.data, Path(args.write_measured))}"
+            )
         return report.to_json()
 
     return run_command(job, args.json)

@@ -23,7 +23,7 @@ from fidelity.proxies import proxy_batch
 from fidelity.report import default_signals_file
 from fidelity.sample import Member
 from fidelity.signals import ONE_SHOT_SCORES, SIGNALS, SignalSpec, counted, genomes_for, line, proxy, signal_spec, timed
-from fidelity.truth import Job, TruthError, TruthRecipe, append, read_lines, read_sample
+from fidelity.truth import Job, TruthError, TruthRecipe, append, read_lines, read_sample, sample_file
 from hrnas.errors import Parser, run_command
 from pose.coco import parse_data
 from pose.train import Recipe, load_data
@@ -176,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def job() -> dict:
         truth = Path(args.truth)
-        read_lines(truth)  # exists and parses
+        if not sample_file(truth).is_file():
+            read_lines(truth)  # the genomes come from its lines: it must exist and parse
         specs = [signal_spec(name) for name in (args.signal or list(SIGNALS))]
         if args.subset < 5 or args.threads < 1:
             raise ValueError("--subset must be at least 5 and --threads at least 1")
-        members, data = read_sample(truth)
+        sample = read_sample(truth)
+        members, data = sample.members, sample.data
         out = Path(args.signals) if args.signals else default_signals_file(truth)
         held = read_lines(out) if out.is_file() else []
         done = {(d["signal"], d["genome"], int(d["seed"])) for d in held}
