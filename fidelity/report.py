@@ -48,6 +48,7 @@ class Report:
     ceiling: SeedCeiling
     genomes: int
     recipe: str
+    presets: dict[str, float]  # preset name -> its truth AP
 
     def to_json(self) -> list[dict]:
         return [row.to_dict() for row in self.rows] + [self.ceiling.to_dict()]
@@ -102,7 +103,8 @@ def build(truth_file: Path, signals_file: Path | None, wanted: list[str] | None)
     edges = flops_edges([row.flops for row in truth.values()])
     names = wanted or sorted(scores, key=lambda s: (costs[s], s))
     rows = [fidelity(name, truth, scores[name], costs[name], edges) for name in names]
-    return Report(truth_file, rows, seed_ceiling(truth), len(truth), recipe)
+    presets = {row.preset: row.ap for row in truth.values() if row.preset}
+    return Report(truth_file, rows, seed_ceiling(truth), len(truth), recipe, presets)
 
 
 def _ci(values: list[float]) -> str:

@@ -114,20 +114,20 @@ def _checkpoint_epochs(out: Path) -> int:
 
 @dataclass
 class Progress:
-    """Counts, AP and an ETA from the epochs trained in this run."""
+    """Counts, AP and an ETA: the work left (epochs x FLOPs of each training) at the rate of this run's epochs."""
 
-    total_epochs: int
+    total_work: float
     trainings: int
     concurrency: int
     started: float = 0.0
-    epochs_done: int = 0
+    work_done: float = 0.0
     finished: int = 0
 
     def eta(self) -> str:
-        if not self.epochs_done:
+        if not self.work_done:
             return "ETA after the first epoch"
-        rate = self.epochs_done / (time.perf_counter() - self.started)
-        left = max(0, self.total_epochs - self.epochs_done) / rate
+        rate = self.work_done / (time.perf_counter() - self.started)
+        left = max(0.0, self.total_work - self.work_done) / rate
         return f"ETA {left / 3600:.1f} h"
 
 
@@ -141,8 +141,8 @@ class Appender(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if result.get("complete"):
             return
-        self.progress.epochs_done += 1
         config = trial.config["job"]
+        self.progress.work_done += float(config["flops"])
         name = config["preset"] or config["genome"][:48]
         say(f"[{self.progress.finished}/{self.progress.trainings} trainings] {name} seed {config['seed']} "
             f"{config['kind']}: epoch {result['epoch']}/{config['recipe']['epochs']}, AP {result['ap']:.3f} | "
@@ -195,7 +195,8 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
         import ray
 
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        progress = Progress(sum(j.units() for j in jobs), len(jobs), max(1, cpus // threads), time.perf_counter())
+        work = sum(j.units() * float(j.member.flops) for j in jobs)
+        progress = Progress(work, len(jobs), max(1, cpus // threads), time.perf_counter())
         say(f"{len(jobs)} trainings to run, {progress.concurrency} at a time ({threads} CPU each)")
         trainable = tune.with_resources(truth_trial, {"cpu": threads})
         tuner = tune.Tuner(

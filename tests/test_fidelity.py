@@ -49,6 +49,7 @@ def test_fidelity_agrees_with_scipy_on_the_jsonl(tmp_path, capsys):
     rows = json.loads(out.strip().splitlines()[-1])
     by = {r["signal"]: r for r in rows if "signal" in r}
     assert set(by) == {"flops", "params", "synflow"}
+    assert not any("truth_vs_published_coco" in r for r in rows)  # no preset in this truth
     # recomputed from the files: truth = final-epoch AP averaged over seeds; a signal's score averaged likewise
     finals, scores = {}, {}
     for d in map(json.loads, truth.read_text().splitlines()):
@@ -133,3 +134,12 @@ def test_a_search_names_its_signal_and_states_its_measured_fidelity(tmp_path):
     assert "unmeasured for this space" in statement("trials-1", False, "synthetic", measured)[0]
     assert "unmeasured for this data" in statement("trials-1", True, "/data/coco", measured)[0]
     assert "no ground truth" in statement("trials-1", True, "synthetic", tmp_path / "none.json")[0]
+
+
+def test_the_truth_is_checked_against_the_published_coco_ap_of_its_presets():
+    from hrnas.commands.fidelity import published_check
+
+    assert published_check({"litehrnet-18": 0.5}) is None
+    ordered = {"naive-litehrnet-18": 0.1, "litehrnet-18": 0.2, "ditehrnet-18": 0.3, "litehrnet-30": 0.4}
+    assert published_check(ordered) == {"presets": 4, "kendall_tau": pytest.approx(stats.kendalltau(
+        [0.628, 0.648, 0.659, 0.672], [0.1, 0.2, 0.3, 0.4]).statistic)}  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from analysis.fidelity import PUBLISHED_COCO_AP, tau_against_published
 from fidelity.measured import write_measured
 from fidelity.report import build, plot, table
 from fidelity.truth import read_sample
@@ -36,6 +37,14 @@ def build_parser() -> Parser:
     return p
 
 
+def published_check(presets: dict[str, float]) -> dict | None:
+    """Kendall tau of the presets' truth APs against their published COCO AP (None with fewer than two)."""
+    scored = {name: ap for name, ap in presets.items() if name in PUBLISHED_COCO_AP}
+    if len(scored) < 2:
+        return None
+    return {"presets": len(scored), "kendall_tau": tau_against_published(scored)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -43,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         truth = Path(args.truth)
         report = build(truth, Path(args.signals) if args.signals else None, args.signal)
         print(table(report))
+        published = published_check(report.presets)
+        if published is not None:
+            print(f"the truth against the published COCO AP of {published['presets']} presets: Kendall tau "
+                  f"{published['kendall_tau']:+.2f} (a check of the embedded task, not a goal)")  # fmt: skip
         where = plot(report, Path(args.plot) if args.plot else truth.with_name("fidelity.png"))
         print(f"plot: {where}")
         if args.write_measured:
@@ -50,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"summary for searches: {write_measured(report, sample.space, sample.data, Path(args.write_measured))}"
             )
-        return report.to_json()
+        return report.to_json() + ([{"truth_vs_published_coco": published}] if published else [])
 
     return run_command(job, args.json)
 
