@@ -8,15 +8,18 @@ values. Nothing downstream parses or checks them again.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import json
+import os
 import shlex
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -192,6 +195,33 @@ def parse_resources(cpus: int, gpus: float, device: str, amp: str, local: bool) 
     return TrialResources(cpus, float(gpus), word, amp)
 
 
+DRIVER_LOCK = "driver.lock"  # in a job's folder: held (flock) by the driver while it runs
+_HELD_LOCKS: list = []  # this process's open lock files, held until it exits
+
+
+def take_driver_lock(folder: Path, kind: str) -> None:
+    """One driver per job folder: a second (a --resume while the first still runs) gets one line naming the first.
+    The lock is the kernel's (flock), so a killed driver releases it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DRIVER_LOCK
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SearchError(
+            f"the {kind} in {folder} is running now ({holder}); wait for it to end, or stop it (Ctrl-C, or kill "
+            "-INT its pid) and then --resume"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    handle.flush()
+    _HELD_LOCKS.append(handle)
+
+
 def _at_least_one(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
@@ -251,6 +281,7 @@ class RunArgs:
             state = json.loads(path.read_text())
             known = {f.name for f in fields(self)}
             args = type(self)(**{k: v for k, v in state["options"].items() if k in known})
+            self.check_same_as(args)
             args.address, args.verbose = self.address or args.address, self.verbose
         options = args.parse()
         if not resume and path.is_file():
@@ -258,7 +289,30 @@ class RunArgs:
                 f"a {self.KIND} already exists in {self.folder}; add --resume to continue it, or choose "
                 f"{self.ELSEWHERE}"
             )
+        take_driver_lock(self.folder, self.KIND)
         return options, state
+
+    # What a resumed job may be given anew: where Ray runs, how much it prints, the command line it records.
+    RESUME_SAFE: ClassVar[frozenset[str]] = frozenset({"address", "verbose", "command"})
+
+    def check_same_as(self, saved: RunArgs) -> None:
+        """--resume with an option (given on the command line, so not at its default) that differs from the saved
+        job's: one line listing the differences."""
+        given, defaults = self.absolute(), {f.name: f.default for f in fields(self)}
+        differences = []
+        for f in fields(self):
+            mine, theirs = getattr(given, f.name), getattr(saved, f.name)
+            required = defaults[f.name] is MISSING  # always on the command line (--budget, --table)
+            if f.name in self.RESUME_SAFE or mine == theirs or (mine == defaults[f.name] and not required):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            differences.append(f"{flag} {mine} (started with {theirs})")
+        if differences:
+            raise SearchError(
+                f"--resume continues the {self.KIND} as it was started, but this command changes "
+                f"{'; '.join(differences)}: leave those options out (or repeat the old values), or start a new "
+                f"{self.KIND} with {self.ELSEWHERE}"
+            )
 
     def save(self, **state: str) -> None:
         """Write the state atomically (a kill mid-write leaves the old file)."""

@@ -43,8 +43,21 @@ def quiet_console(verbose: bool) -> None:
 # Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
 # list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
 # infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error), or
-# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop).
+# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop);
+# `driver` crashes the search's driver when its searcher hands that genome out.
 FAULTS_ENV = "HRNAS_FAULTS"
+
+
+def injected_fault(genome: str) -> str | None:
+    """The fault HRNAS_FAULTS injects for this genome (`crash`, `nan`, `poor` in its trial; `driver` in the search's
+    driver as it hands the genome out), if any."""
+    for item in filter(None, os.environ.get(FAULTS_ENV, "").split(";")):
+        kind, _, pattern = item.partition(":")
+        if pattern and pattern in genome:
+            return kind
+    return None
+
+
 AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
 
 

@@ -29,6 +29,7 @@ from ray.tune.search import Searcher
 from analysis.runs import COST_METRICS
 from nas.gate import BudgetGate, Cost
 from nas.options import SearchError, say
+from nas.ray_common import FAULTS_ENV, injected_fault
 from search_space.genome import GenomeError
 from search_space.space import PARAM_PREFIX, SearchSpace, decode
 
@@ -134,6 +135,8 @@ class BudgetedSearcher(Searcher):
         self.random = random.Random(seed)
         self.live: dict[str, int] = {}  # Tune trial id -> Optuna trial number, until the trial ends
         self.suggested: set[str] = set()  # compact genomes handed to Tune
+        if finished_file is not None and finished_file.is_file():  # a resumed job that starts a new Tuner
+            self.suggested.update(json.loads(finished_file.read_text()))
         self.exhausted = False
 
     def _sample(self, trial: optuna.Trial) -> dict[str, str]:
@@ -170,6 +173,8 @@ class BudgetedSearcher(Searcher):
             if not self.gate.admits(limited):
                 self._reject(trial, params, cost, f"over budget: {self.gate.show(limited)}")
                 continue
+            if injected_fault(genome.compact()) == "driver":
+                raise RuntimeError(f"injected driver crash ({FAULTS_ENV}) at {genome.compact()}")
             trial.set_constraint(CONSTRAINT, float(self.gate.over(limited)))
             self.live[trial_id] = trial.number
             self.suggested.add(genome.compact())

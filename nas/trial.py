@@ -7,7 +7,6 @@ its last finished epoch instead of starting over.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from nas.ray_common import FAULTS_ENV, recipe_config, recipe_from_config
+from nas.ray_common import FAULTS_ENV, injected_fault, recipe_config, recipe_from_config
 from pose.coco import parse_data
 from pose.device import CPU, Device, resolve_device
 from pose.train import Data, Recipe, load_data, train
@@ -25,14 +24,6 @@ from supernet.score import ScoringSet, score, scoring_set
 from supernet.training import CHECKPOINT, restore
 
 TRAINING_DIR = "training"  # in the Tune trial folder: the trial's checkpoint
-
-
-def injected_fault(genome: str) -> str | None:
-    for item in filter(None, os.environ.get(FAULTS_ENV, "").split(";")):
-        kind, _, pattern = item.partition(":")
-        if pattern and pattern in genome:
-            return kind
-    return None
 
 
 def flat_config(config: dict) -> dict:

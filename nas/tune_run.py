@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,10 +187,8 @@ def fit(
     else:
         trainable = tune.with_resources(train_trial, options.resources.ray_resources())
     tune_path = options.folder / "tune"
-    if resume and tune.Tuner.can_restore(str(tune_path / name)):
-        say(f"resuming the {kind} in {tune_path / name}")
-        tuner = tune.Tuner.restore(str(tune_path / name), trainable, resume_unfinished=True)
-    else:
+    tuner = restored(tune_path / name, trainable, kind) if resume else None
+    if tuner is None:
         run_config = tune.RunConfig(
             name=name,
             storage_path=str(tune_path),
@@ -206,6 +206,11 @@ def fit(
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once; --resume starts from Tune's last saved state
         stop_interrupted(tracker, parent_id, kind, options.command)
+    except SearchError:  # bad input found while running (too many rejections): the runs end, the line says why
+        end_runs(tracker, parent_id, "FAILED")
+        raise
+    except Exception as exc:  # a crash in the driver: one line, the traceback in the job's folder, runs FAILED
+        stop_crashed(tracker, parent_id, kind, options, exc)
     finally:
         signal.signal(signal.SIGINT, previous)
     unfinished = len(results) - results.num_terminated - results.num_errors
@@ -247,13 +252,52 @@ def reconcile(tracker: SearchTracker, results: tune.ResultGrid, complete_only: b
             tracker.finish(run_id, result.metrics, "FINISHED", stopped_early=not complete)
 
 
-def stop_interrupted(tracker: SearchTracker, parent_id: str, kind: str, command: str) -> NoReturn:
-    """The parent and every run still RUNNING become KILLED (`--resume` sets them RUNNING again); exit 130."""
+def end_runs(tracker: SearchTracker, parent_id: str, status: str) -> None:
+    """The parent and every child run still RUNNING end with `status` (`--resume` sets them RUNNING again)."""
     client = tracker.client
     for run in client.search_runs(
         [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and status = 'RUNNING'"
     ):
-        client.set_terminated(run.info.run_id, "KILLED")
-    client.set_terminated(parent_id, "KILLED")
+        client.set_terminated(run.info.run_id, status)
+    client.set_terminated(parent_id, status)
+
+
+def stop_interrupted(tracker: SearchTracker, parent_id: str, kind: str, command: str) -> NoReturn:
+    """The parent and every run still RUNNING become KILLED; exit 130."""
+    end_runs(tracker, parent_id, "KILLED")
     say(f"\nThe {kind} was interrupted; its finished trials are kept. Continue it with:\n  {resume_command(command)}")
     raise SystemExit(EXIT_INTERRUPTED)
+
+
+DRIVER_ERROR = "driver-error.txt"  # in the job's folder: the traceback of a crash in the driver
+EXIT_CRASHED = 1
+
+
+def stop_crashed(tracker: SearchTracker, parent_id: str, kind: str, options: RunOptions, exc: Exception) -> NoReturn:
+    """A crash in the driver: its runs end FAILED, its traceback goes to the job's folder, and one line says what
+    happened and how to go on; exit 1."""
+    end_runs(tracker, parent_id, "FAILED")
+    path = options.folder / DRIVER_ERROR
+    path.write_text("".join(traceback.format_exception(exc)))
+    cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    say(f"\nThe {kind} stopped on an error in its driver ({cause}; traceback in {path}); its finished trials are "
+        f"kept. Once the cause is fixed, continue it with:\n  {resume_command(options.command)}")  # fmt: skip
+    raise SystemExit(EXIT_CRASHED)
+
+
+def restored(path: Path, trainable, kind: str) -> tune.Tuner | None:
+    """The Tuner saved in `path`, or None if there is none or it cannot be read (a driver that crashed while Tune
+    wrote it): then that state is moved aside and the job goes on with a new Tuner; its finished trials are kept
+    in MLflow, and the searcher does not hand them out again."""
+    if not tune.Tuner.can_restore(str(path)):
+        return None
+    try:
+        tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True)
+    except Exception as exc:  # EOFError, UnpicklingError, ...: whatever a half-written state raises
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        say(f"the {kind}'s saved Tune state cannot be read ({type(exc).__name__}); moved it to {aside} and going on "
+            "with a new one: finished trials are kept, unfinished ones start again")  # fmt: skip
+        return None
+    say(f"resuming the {kind} in {path}")
+    return tuner

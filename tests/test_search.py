@@ -150,9 +150,10 @@ def finished_children(tracking_uri):
     return [r for r in runs if r.info.status == "FINISHED"]
 
 
-def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict) -> dict[str, str]:
+def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict, second: bool = False) -> dict[str, str]:
     """Start the search driver, SIGKILL it (and its local Ray) once a trial has finished; returns {trial_id: run_id}
-    of the trials finished by then."""
+    of the trials finished by then. `second`: before the kill, a `--resume` of the running search is refused with one
+    line naming the running driver."""
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     driver = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
@@ -165,6 +166,11 @@ def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict) -> d
         wait_for(lambda: len(finished_children(uri)) >= 1 or driver.poll() is not None, 300, "a finished trial")
         assert driver.poll() is None, driver.communicate()[1].decode()[-3000:]
         before = {r.data.tags["trial_id"]: r.info.run_id for r in finished_children(uri)}
+        if second:
+            refused = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                     timeout=120)  # fmt: skip
+            assert refused.returncode == 2 and f"is running now (pid {driver.pid}, started " in refused.stderr
+            assert refused.stderr.count("\n") == 1, refused.stderr
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     finally:
@@ -179,7 +185,7 @@ def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict) -> d
 def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
     env = environment(tmp_path)
     command = search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2")
-    before = sigkill_after_a_finished_trial(tmp_path, command, env)
+    before = sigkill_after_a_finished_trial(tmp_path, command, env, second=True)
     done = run_search(tmp_path, space_file, "--resume", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -273,6 +279,48 @@ def test_unknown_gene_in_space_fails_before_any_trial(tmp_path):
     space.write_text("genes: {width: [8], colour: [red]}")
     done = run_search(tmp_path, space, timeout=120)
     assert done.returncode == 2 and "unknown gene 'colour'" in done.stderr
+
+
+def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadable_tune_state(tmp_path, space_file):
+    """The crash of a driver (here injected as the searcher hands one genome out) ends the parent and its running
+    runs FAILED with one line; a --resume goes on even when the crash left Tune's saved state unreadable (an empty
+    tuner.pkl, as Optuna 5.1's unpicklable sampler did) and trains every genome exactly once."""
+    env = environment(tmp_path, HRNAS_FAULTS="driver:width=12 modules=1,1,1 blocks=1 block=weighting")
+    crashed = run_search(tmp_path, space_file, "--trials", "4", env=env)
+    folder = tmp_path / "runs" / "t"
+    assert crashed.returncode == 1, crashed.stderr[-3000:]
+    assert "stopped on an error in its driver (RuntimeError: injected driver crash" in crashed.stderr
+    assert "Traceback" not in crashed.stderr and "--resume" in crashed.stderr
+    assert "injected driver crash" in (folder / "driver-error.txt").read_text()
+    state = json.loads((folder / "search.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    assert client.get_run(state["parent_run_id"]).info.status == "FAILED"
+    experiment = client.get_experiment_by_name("t").experiment_id
+    assert not client.search_runs([experiment], filter_string="status = 'RUNNING'")
+    (folder / "tune" / "t" / "tuner.pkl").write_bytes(b"")  # what a crash while Tune writes it leaves
+    done = run_search(tmp_path, space_file, "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "saved Tune state cannot be read (EOFError)" in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    client, runs = children(tmp_path, summary)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    genomes = [r.data.tags["genome"] for r in finished]
+    assert len(genomes) == len(set(genomes)) == 4  # every feasible genome once, none twice
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_resume_with_other_options_is_refused_naming_the_differences(tmp_path, space_file, capsys):
+    from nas.options import SearchArgs
+
+    storage = str(tmp_path / "runs")
+    SearchArgs(budget=BUDGET, space=str(space_file), storage=storage, experiment="t").absolute().save()
+    code, _, err = run_script(
+        capsys, "search", "--budget", "30M", "--space", str(space_file), "--storage", storage, "--experiment", "t",
+        "--objectives", "ap,latency", "--resume",
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--budget 30M (started with {BUDGET})" in err and "--objectives ap,latency (started with ap,flops)" in err
+    assert "--space" not in err  # the same space, given again: no difference
 
 
 def test_resume_without_a_search_is_a_clear_error(tmp_path, space_file):
