@@ -31,13 +31,13 @@ from nas.tracking import SearchTracker
 from nas.trial import row_trial
 from nas.tune_run import (
     before_first_trial,
+    check_data,
     fit,
     open_parent,
     ray_session,
     resource_params,
     trial_config,
 )
-from pose.synthetic import ensure_synthetic
 from pose.train import Recipe
 from search_space.ablation import AblationTable, ComplexityRow, load_table, table_complexity
 from search_space.latency import Setting, measure_latencies
@@ -208,8 +208,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
     table, recipe = options.table, options.recipe
     with before_first_trial("ablation table"):
         complexity = table_complexity(table)
-        if options.source is None:
-            ensure_synthetic()
+        check_data(options)
         latency = table_latency(table, complexity) if options.args.latency else None
     one_shot = options.one_shot
     supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None

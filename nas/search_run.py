@@ -30,8 +30,8 @@ from nas.searcher import BudgetedSearcher
 from nas.signal_fidelity import state_fidelity
 from nas.tracking import ConfirmTracker, SearchTracker
 from nas.trial import score_trial
-from nas.tune_run import before_first_trial, fit, open_parent, ray_session, resource_params, trial_config
-from pose.synthetic import default_cache_dir, ensure_synthetic
+from nas.tune_run import before_first_trial, check_data, fit, open_parent, ray_session, resource_params, trial_config
+from pose.synthetic import default_cache_dir
 from search_space.genome import Genome
 from search_space.latency_table import LatencyTable, fit_space, load_table
 from search_space.presets import PRESETS, load_preset
@@ -89,9 +89,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         say(f"anchors (evaluated first): {', '.join(anchor_names.values()) or 'none'}")
         for note in notes:
             say(f"  not an anchor: {note}")
-        if options.source is None:
-            started = time.perf_counter()
-            say(f"synthetic data: {ensure_synthetic()} ({time.perf_counter() - started:.0f}s)")
+        check_data(options)
     rejections, finished = folder / "rejected.jsonl", folder / FINISHED_GENOMES
 
     def new_searcher() -> BudgetedSearcher:

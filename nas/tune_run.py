@@ -28,7 +28,7 @@ from nas.options import RunOptions, SearchError, TrialResources, code_version, r
 from nas.ray_common import EXIT_INTERRUPTED, ray_instance, recipe_config
 from nas.tracking import SearchTracker
 from nas.trial import TRAINING_DIR, flat_config, train_trial
-from pose.train import Recipe
+from pose.train import Recipe, load_data
 
 
 def trial_config(options: RunOptions, recipe: Recipe) -> dict:
@@ -58,6 +58,16 @@ def before_first_trial(kind: str) -> Iterator[None]:
     except KeyboardInterrupt:
         say(f"\nThe {kind} was interrupted before it started; nothing was recorded: run the same command again.")
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def check_data(options: RunOptions) -> None:
+    """Load the data every trial will load, once, before any trial (its annotation index is cached for them): a bad
+    --data (images missing, annotations that do not parse, no person with keypoints) is one line now, not a
+    traceback in every trial."""
+    started = time.perf_counter()
+    data = load_data(options.source)
+    say(f"data: {data.description}: {len(data.train):,} training and {len(data.val):,} validation persons "
+        f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
 
 
 # ---- Ray -------------------------------------------------------------------------------------------------------
@@ -220,7 +230,20 @@ def fit(
         stop_interrupted(tracker, parent_id, kind, options.command)
     reconcile(tracker, results)
     drop_finished_checkpoints(results)
+    if len(results) and results.num_errors == len(results):
+        end_runs(tracker, parent_id, "FAILED")
+        raise SearchError(f"every trial of the {kind} failed ({len(results)}); the first: {first_error(results)} "
+                          f"(each trial's error is in its folder under {tune_path / name})")  # fmt: skip
     return results
+
+
+def first_error(results: tune.ResultGrid) -> str:
+    """The last line of the first trial error (the exception itself, not Ray's traceback)."""
+    for result in results:
+        if result.error is not None:
+            lines = [line for line in str(result.error).splitlines() if line.strip()]
+            return lines[-1].strip() if lines else type(result.error).__name__
+    return "unknown"
 
 
 def drop_finished_checkpoints(results: tune.ResultGrid) -> None:

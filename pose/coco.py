@@ -176,4 +176,7 @@ def check_files(names: list[str], images: Path) -> None:
     missing = [name for name in names if name in absent]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise DataError(f"{len(missing)} image(s) named in the annotations are missing from {images}: {shown}")
+        raise DataError(
+            f"{len(missing)} image(s) named in the annotations are missing from {images}: {shown}; give "
+            "the image folder that holds them (ANN.json:IMAGE_DIR), or annotations of the images you have"
+        )

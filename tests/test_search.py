@@ -309,6 +309,52 @@ def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadab
     assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
 
 
+def bad_data(tmp_path, fault: str) -> str:
+    """A --data that exists but cannot be trained on: its images missing, its annotations not JSON, or no person with
+    a labelled keypoint."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    annotations = json.loads((MINI / "test_coco.json").read_text())
+    if fault == "no keypoints":
+        for annotation in annotations["annotations"]:
+            annotation["num_keypoints"] = 0
+    if fault != "images missing":
+        for image in MINI.glob("*.jpg"):
+            shutil.copy(image, folder / image.name)
+    path = folder / "people.json"
+    path.write_text("{not json" if fault == "not json" else json.dumps(annotations))
+    return f"{path}:{folder}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("images missing", "000000000785.jpg"),
+        ("not json", "is not valid JSON"),
+        ("no keypoints", "no person with a labelled keypoint"),
+    ],
+)
+def test_bad_data_is_one_line_before_any_trial(tmp_path, space_file, capsys, fault, message):
+    code, _, err = run_script(
+        capsys, "search", "--budget", BUDGET, "--space", str(space_file), "--data", bad_data(tmp_path, fault),
+        "--storage", str(tmp_path / "runs"), "--experiment", "t",
+    )  # fmt: skip
+    assert code == 2 and message in err, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
+    assert not (tmp_path / "runs" / "t" / "search.json").exists()  # nothing started: no parent run, no Ray
+
+
+def test_a_search_whose_every_trial_fails_exits_with_one_line(tmp_path, space_file):
+    env = environment(tmp_path, HRNAS_FAULTS="crash:modules=1,1,1")
+    done = run_search(tmp_path, space_file, "--trials", "2", env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: every trial of the search failed (2); the first: RuntimeError: injected crash")
+    state = json.loads((tmp_path / "runs" / "t" / "search.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    assert client.get_run(state["parent_run_id"]).info.status == "FAILED"
+
+
 def test_resume_with_other_options_is_refused_naming_the_differences(tmp_path, space_file, capsys):
     from nas.options import SearchArgs
 
