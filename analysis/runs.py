@@ -261,3 +261,35 @@ def compare_hypervolumes(searches: list[Search]) -> list[dict]:
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A search trial's trained network, as its MLflow run records it."""
+
+    run_id: str
+    genome: str
+    checkpoint: Path | None  # None: its weights were not kept
+
+
+def trained_run(client: MlflowClient, run_id: str | None = None, trial_id: str | None = None) -> TrainedRun:
+    """The run of `run_id`, or the search trial of `trial_id`; ValueError naming what is missing."""
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # MLflow raises its own for an unknown id
+            raise ValueError(f"--run {run_id}: no such run in {client.tracking_uri}; give the --storage or "
+                             "--tracking-uri of its search") from None  # fmt: skip
+    else:
+        found = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.trial_id = '{trial_id}'"
+        )
+        if not found:
+            raise ValueError(f"--trial {trial_id}: no search trial with that id in {client.tracking_uri}; give the "
+                             "--storage or --tracking-uri of its search")  # fmt: skip
+        run = found[0]
+    genome = run.data.tags.get("genome")
+    if genome is None:
+        raise ValueError(f"run {run.info.run_id} is not a search trial (it has no genome tag)")
+    path = run.data.tags.get("checkpoint")
+    return TrainedRun(run.info.run_id, genome, Path(path) if path else None)

@@ -293,7 +293,7 @@ class RunArgs:
         return options, state
 
     # What a resumed job may be given anew: where Ray runs, how much it prints, the command line it records.
-    RESUME_SAFE: ClassVar[frozenset[str]] = frozenset({"address", "verbose", "command"})
+    RESUME_SAFE: ClassVar[frozenset[str]] = frozenset({"address", "verbose", "command", "keep_checkpoints"})
 
     def check_same_as(self, saved: RunArgs) -> None:
         """--resume with an option (given on the command line, so not at its default) that differs from the saved
@@ -452,6 +452,7 @@ class SearchArgs(OneShotArgs):
     confirm: int = 0  # one-shot: front members trained standalone afterwards
     confirm_from: str = "scratch"
     confirm_epochs: int | None = None  # None: train.py's
+    keep_checkpoints: int = 0  # trained weights kept besides the front's: the K best by AP
     confirm_steps: int | None = None  # ... cut to this many steps per epoch (None: whole epochs)
     STATE_FILE = "search.json"
     KIND = "search"
@@ -505,8 +506,15 @@ class SearchArgs(OneShotArgs):
             strategy=self.strategy,
             sampler=self.sampler if self.sampler != "auto" else ("nsga2" if one_shot else "tpe"),
             one_shot=one_shot,
+            keep_checkpoints=self.parse_keep(),
             **self.parse_place(),
         )
+
+    def parse_keep(self) -> int:
+        if self.keep_checkpoints < 0:
+            raise SearchError(f"--keep-checkpoints {self.keep_checkpoints}: give 0 or more (the K best trials' weights "
+                              "are kept besides the front's)")  # fmt: skip
+        return self.keep_checkpoints
 
     def parse_objectives(self, budget: Budget | LatencyBudget) -> tuple[tuple[str, ...], Setting | None]:
         """The costs minimised besides AP, and the latency setting where latency is an objective or the budget."""
@@ -611,6 +619,7 @@ class SearchOptions(RunOptions):
     confirm: Confirm | None = None  # --confirm K (one-shot only)
     costs: tuple[str, ...] = ("flops",)  # minimised besides AP (--objectives)
     latency: Setting | None = None  # what latency means, where it is an objective or the budget
+    keep_checkpoints: int = 0  # trained weights kept besides the front's: the K best by AP
 
 
 # ---- ablation -------------------------------------------------------------------------------------------------

@@ -30,7 +30,16 @@ from nas.searcher import BudgetedSearcher
 from nas.signal_fidelity import state_fidelity
 from nas.tracking import ConfirmTracker, SearchTracker
 from nas.trial import score_trial
-from nas.tune_run import before_first_trial, check_data, fit, open_parent, ray_session, resource_params, trial_config
+from nas.tune_run import (
+    WEIGHTS,
+    before_first_trial,
+    check_data,
+    fit,
+    open_parent,
+    ray_session,
+    resource_params,
+    trial_config,
+)
 from pose.synthetic import default_cache_dir
 from search_space.genome import Genome
 from search_space.latency_table import LatencyTable, fit_space, load_table
@@ -231,6 +240,37 @@ def parent_fields(options: SearchOptions, supernet: ReadySupernet | None = None)
     return tags, params
 
 
+def what_ap_means(options: SearchOptions) -> str:
+    """One line: what the AP column is (a proxy, and on which data), so that nobody reads it as COCO AP."""
+    data = "the synthetic default data (not COCO: it ranks genomes; it is no COCO AP)" if options.source is None \
+        else options.data  # fmt: skip
+    h, w = options.recipe.input_hw
+    if options.one_shot is not None:
+        how = "inherited from the supernet's weights (BatchNorm recalibrated), no training of its own"
+    else:
+        how = f"after {options.recipe.epochs} epoch(s) of training at {h}x{w}"
+    return f"ap: COCO OKS keypoint AP on the validation split of {data}, {how}; a search proxy, not a final accuracy"
+
+
+def keep_front_weights(client: MlflowClient, runs: list, front: list, top: int, weights: Path) -> int:
+    """The trained weights of the front's members and of the `top` best trials by AP stay (tag `checkpoint` on
+    their runs, for `hrnas export --run`); the others' are deleted. Returns how many stay."""
+    finished = [r for r in runs if r.info.status == "FINISHED" and "ap" in r.data.metrics]
+    best = sorted(finished, key=lambda r: -r.data.metrics["ap"])[:top]
+    keep = {r.info.run_id for r in [*front, *best]}
+    kept = 0
+    for run in runs:
+        path = weights / f"{run.data.tags.get('trial_id', '')}.pt"
+        if not path.is_file():
+            continue
+        if run.info.run_id in keep:
+            client.set_tag(run.info.run_id, "checkpoint", str(path))
+            kept += 1
+        else:
+            path.unlink()
+    return kept
+
+
 def finish(
     client: MlflowClient, options: SearchOptions, experiment_id: str, parent_id: str, supernet: ReadySupernet | None
 ) -> dict:
@@ -246,6 +286,7 @@ def finish(
         if confirmed is not None and "confirmed_ap" not in confirmed.data.metrics:
             ap = confirmation.data.metrics["ap"]
             client.log_metric(confirmed.info.run_id, "confirmed_ap", ap, int(time.time() * 1000))
+    kept = keep_front_weights(client, runs, front, options.keep_checkpoints, folder / WEIGHTS)
     rows = pareto_rows(front, options.convention, confirmations if options.confirm else None)
     for path in write_search_report(search, folder / "report", options.experiment):
         client.log_artifact(parent_id, str(path), "pareto")
@@ -264,10 +305,11 @@ def finish(
     for key, value in {**counts, "hypervolume": hv}.items():
         client.log_metric(parent_id, key, float(value), now)
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nPareto front ({len(front)} of {len(eligible)} finished trials within budget; normalised hypervolume "
-          f"{hv:.4f}; {counts['trials_failed']} failed, {counts['rejected_over_budget']} samples rejected over "
-          "budget before training):")  # fmt: skip
+    print(f"\nPareto front: {len(front)} genome(s), non-dominated among the {len(eligible)} trial(s) that finished "
+          f"within budget ({counts['trials_failed']} failed; {counts['rejected_over_budget']} sample(s) over budget "
+          f"were never trained); normalised hypervolume {hv:.4f}")  # fmt: skip
     print_front(rows, options.space.base.compact())
+    print(what_ap_means(options))
     if options.confirm:
         recipe = options.confirm.recipe
         print(f"ap: inherited from the supernet; confirmed_ap: trained standalone ({options.confirm.start}, "
@@ -275,6 +317,10 @@ def finish(
               f"{len(confirmations)} members spread over FLOPs")  # fmt: skip
     fidelity_line, _ = state_fidelity(client, parent_id, options)
     print(fidelity_line)
+    print(f"report: {folder / 'report'} (pareto.md, pareto.csv, pareto.tex, pareto.png, pareto.html)")
+    if kept:
+        print(f"weights: the trained networks of {kept} trial(s) (the front's, and --keep-checkpoints's best) "
+              f"in {folder / WEIGHTS}; export one: hrnas export --run RUN_ID --storage {options.storage}")  # fmt: skip
     print_ui_hint(options.tracking_uri, experiment_id)
     return {
         "parent_run_id": parent_id,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import ray
+import torch
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -164,12 +165,32 @@ class CtrlC(tune.Callback):
             signal.raise_signal(signal.SIGUSR1)
 
 
-class DropCheckpoints(tune.Callback):
-    """A trial that ended on its own needs its checkpoint no more (its results are in MLflow): delete it, so ten
-    trials leave kilobytes, not hundreds of megabytes. An interrupted trial keeps it, to resume from it."""
+WEIGHTS = "checkpoints"  # in the job's folder: `<trial_id>.pt`, the trained weights of its finished trials
+
+
+def keep_weights(trial_dir: Path, weights: Path, trial_id: str) -> None:
+    """A finished trial's trained network (weights and genome, no optimizer state) to `weights/<trial_id>.pt`, for
+    `hrnas export --run`; its training checkpoint is freed. The search keeps its front's and its top K's."""
+    training = trial_dir / TRAINING_DIR
+    checkpoint = training / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        weights.mkdir(parents=True, exist_ok=True)
+        tmp = weights / f".{trial_id}.tmp"
+        torch.save({"model": state["model"], "meta": state["meta"]}, tmp)
+        tmp.replace(weights / f"{trial_id}.pt")
+    shutil.rmtree(training, ignore_errors=True)
+
+
+class KeepWeights(tune.Callback):
+    """A trial that ended on its own keeps its trained network's weights (small) and frees its checkpoint, so ten
+    trials leave megabytes, not hundreds of them. An interrupted trial keeps its checkpoint, to resume from it."""
+
+    def __init__(self, weights: Path) -> None:
+        self.weights = weights
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        shutil.rmtree(Path(trial.local_path) / TRAINING_DIR, ignore_errors=True)
+        keep_weights(Path(trial.local_path), self.weights, trial.trial_id)
 
 
 def fit(
@@ -204,7 +225,7 @@ def fit(
             storage_path=str(tune_path),
             # result.json only (Tune reads its results back from it): MLflow holds the curves, so no TensorBoard
             # files, nor the hint to open them
-            callbacks=[tracker, *callbacks, CtrlC(), DropCheckpoints(), JsonLoggerCallback()],
+            callbacks=[tracker, *callbacks, CtrlC(), KeepWeights(options.folder / WEIGHTS), JsonLoggerCallback()],
             verbose=1 if options.verbose else 0,  # Tune's own progress table only with --verbose
             failure_config=tune.FailureConfig(max_failures=0),
         )
@@ -226,10 +247,10 @@ def fit(
     unfinished = len(results) - results.num_terminated - results.num_errors
     if INTERRUPTED.is_set() or unfinished > 0:
         reconcile(tracker, results, complete_only=True)
-        drop_finished_checkpoints(results)
+        drop_finished_checkpoints(results, options.folder / WEIGHTS)
         stop_interrupted(tracker, parent_id, kind, options.command)
     reconcile(tracker, results)
-    drop_finished_checkpoints(results)
+    drop_finished_checkpoints(results, options.folder / WEIGHTS)
     if len(results) and results.num_errors == len(results):
         end_runs(tracker, parent_id, "FAILED")
         raise SearchError(f"every trial of the {kind} failed ({len(results)}); the first: {first_error(results)} "
@@ -246,12 +267,12 @@ def first_error(results: tune.ResultGrid) -> str:
     return "unknown"
 
 
-def drop_finished_checkpoints(results: tune.ResultGrid) -> None:
-    """The checkpoint of every trial that trained to its end, from Tune's final results: `DropCheckpoints` frees
-    them as trials end, but a trial restored by a resumed job may end where that callback does not see its folder."""
+def drop_finished_checkpoints(results: tune.ResultGrid, weights: Path) -> None:
+    """The checkpoint of every trial that trained to its end, from Tune's final results, turned into its weights:
+    `KeepWeights` does it as trials end, but a trial restored by a resumed job may end where it does not see it."""
     for result in results:
         if result.error is None and result.metrics and result.metrics.get("complete") and result.path:
-            shutil.rmtree(Path(result.path) / TRAINING_DIR, ignore_errors=True)
+            keep_weights(Path(result.path), weights, result.metrics.get("trial_id", Path(result.path).name))
 
 
 def reconcile(tracker: SearchTracker, results: tune.ResultGrid, complete_only: bool = False) -> None:

@@ -23,7 +23,7 @@ def load_model_weights(path: Path, genome: Genome, option: str = "--checkpoint")
     if not isinstance(state, dict) or "model" not in state or "meta" not in state:
         raise ValueError(f"{option} {path}: not a `hrnas train` checkpoint (no model weights and meta)")
     trained = state["meta"].get("genome")
-    if trained != genome.compact():
+    if trained is None or Genome.from_canonical(trained).canonical_line() != genome.canonical_line():
         raise ValueError(f"{option} {path} holds {trained}, not {genome.compact()}: give its --arch and --gene")
     return state["model"]
 

@@ -86,7 +86,7 @@ def children(tmp_path, summary):
     return client, runs
 
 
-def test_search_end_to_end_with_gate_failures_and_front(tmp_path, space_file):
+def test_search_end_to_end_with_gate_failures_and_front(tmp_path, space_file, capsys):
     # Every shuffle-block genome of width 12 crashes and of width 8 trains with a NaN loss: both must be FAILED
     # runs while the search goes on with the others.
     env = environment(tmp_path, HRNAS_FAULTS="crash:width=12 modules=1,1,1 blocks=1 block=shuffle;"
@@ -130,6 +130,23 @@ def test_search_end_to_end_with_gate_failures_and_front(tmp_path, space_file):
     assert {"pareto/pareto.csv", "pareto/pareto.md", "pareto/pareto.png", "pareto/pareto.html"} <= artifacts
     assert "mlflow ui --backend-store-uri" in done.stdout
     assert "rejected before training" in done.stderr and "finished" in done.stderr
+    # what the figures are, where the report is; the front's trained networks are kept and export by run id
+    assert "ap: COCO OKS keypoint AP on the validation split of" in done.stdout and "a search proxy" in done.stdout
+    assert f"report: {tmp_path / 'runs' / 't' / 'report'}" in done.stdout
+    assert f"non-dominated among the {len(by_status['FINISHED'])} trial(s) that finished within budget" in done.stdout
+    front_runs = [r for r in runs if r.data.tags["pareto"] == "true"]
+    assert front_runs and all(Path(r.data.tags["checkpoint"]).is_file() for r in front_runs)
+    kept = {p.name for p in (tmp_path / "runs" / "t" / "checkpoints").glob("*.pt")}
+    assert kept == {f"{r.data.tags['trial_id']}.pt" for r in front_runs}  # the others' were deleted
+    store = ["--storage", str(tmp_path / "runs")]
+    out = tmp_path / "front.onnx"
+    code, printed, err = run_script(capsys, "export", "--run", front_runs[0].info.run_id, *store, "--input", "64x64",
+                                    "--out", str(out))  # fmt: skip
+    assert code == 0 and out.is_file() and "weights" in printed and "random" not in printed, err
+    code, _, err = run_script(capsys, "export", "--trial", by_status["FAILED"][0].data.tags["trial_id"], *store)
+    assert code == 2 and "kept no trained weights" in err
+    code, printed, _ = run_script(capsys, "export", "--arch", "litehrnet-18", "--out", str(tmp_path / "l.onnx"))
+    assert code == 0 and "weights: random" in printed
 
 
 def wait_for(predicate, timeout, what):

@@ -4,6 +4,7 @@ hrnas export --arch litehrnet-18 --out litehrnet-18.onnx --check
 hrnas export --arch litehrnet-18 --gene cross=dcm --gene within=gcm --input 128x96 --check
 hrnas export --arch genome.yaml --exporter dynamo --opset 18
 hrnas export --arch litehrnet-18 --checkpoint runs/l18/checkpoint.pt --input 256x192   # trained weights
+hrnas export --run 3f2a... --storage runs            # a search trial's trained network (the front's are kept)
 
 The default exporter is the TorchScript one (`torch.onnx.export(..., dynamo=False)`): it exports every genome
 and is several times faster than the torch.export-based one (`--exporter dynamo`), which also works.
@@ -34,7 +35,11 @@ from search_space.presets import PRESETS, add_architecture_arguments, architectu
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hrnas export", description=__doc__)
-    add_architecture_arguments(parser)
+    add_architecture_arguments(parser, required=False)
+    parser.add_argument("--run", default=None, help="a search trial's MLflow run id: its genome and trained weights")
+    parser.add_argument("--trial", default=None, help="a search trial's id (as the front table shows it), instead")
+    parser.add_argument("--storage", default="runs", help="folder of the search's MLflow store (default runs)")
+    parser.add_argument("--tracking-uri", default=None, help="the search's MLflow tracking URI (default: --storage's)")
     parser.add_argument("--input", default="256x192", help="input size HxW (default 256x192)")
     parser.add_argument("--joints", type=int, default=17, help="keypoints / heatmaps (default 17)")
     parser.add_argument("--out", help="output .onnx path (default <arch>-<H>x<W>.onnx in the current directory)")
@@ -137,9 +142,33 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def from_run(args: argparse.Namespace) -> tuple[Genome, Path, str]:
+    """--run / --trial: the trial's genome, its kept weights and a name for the default --out."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.runs import trained_run
+    from nas.options import local_store
+
+    client = MlflowClient(args.tracking_uri or local_store(args.storage))
+    run = trained_run(client, args.run, args.trial)
+    if run.checkpoint is None or not run.checkpoint.is_file():
+        raise ValueError(
+            f"run {run.run_id} kept no trained weights: a search keeps its front's (and its best K with "
+            "--keep-checkpoints K); train it again with `hrnas train --arch GENOME.yaml` and export that"
+        )
+    print(f"run {run.run_id}: {run.genome}\n  weights {run.checkpoint}")
+    return Genome.from_compact(run.genome), run.checkpoint, f"run-{run.run_id[:8]}"
+
+
 def export_command(args: argparse.Namespace) -> None:
     """Check every input and the output path, then export, describe the file and (--check) compare."""
-    genome = architecture_from_args(args)
+    given = [name for name in ("arch", "run", "trial") if getattr(args, name)]
+    if len(given) != 1:
+        raise ValueError("give one of --arch (a preset or genome file), --run RUN_ID or --trial TRIAL_ID")
+    if args.run or args.trial:
+        genome, checkpoint, name = from_run(args)
+    else:
+        genome, checkpoint, name = architecture_from_args(args), args.checkpoint, args.arch
     input_hw = parse_input_size(args.input)
     if args.joints < 1:
         raise ValueError(f"--joints {args.joints}: need at least one joint")
@@ -148,8 +177,11 @@ def export_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
     if args.check and importlib.util.find_spec("onnxruntime") is None:
         raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
-    weights = load_model_weights(Path(args.checkpoint), genome) if args.checkpoint else None
-    out = check_writable(Path(args.out) if args.out else default_out(args.arch, input_hw), "--out")
+    weights = load_model_weights(Path(checkpoint), genome) if checkpoint else None
+    if weights is None:
+        print(f"weights: random ({args.init} initialisation): no --checkpoint or --run, so the file holds the "
+              "network's structure, not trained weights")  # fmt: skip
+    out = check_writable(Path(args.out) if args.out else default_out(name, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model = build_model(genome, args.joints, input_hw, args.init, args.seed)
@@ -157,7 +189,7 @@ def export_command(args: argparse.Namespace) -> None:
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:  # e.g. another --joints
-            raise ValueError(f"--checkpoint {args.checkpoint} does not fit this network: {exc}") from None
+            raise ValueError(f"--checkpoint {checkpoint} does not fit this network: {exc}") from None
     # Not zeros: with the official init a zero image drives activations into float32 denormals (~80x slower).
     example = torch.randn(1, 3, *input_hw, generator=torch.Generator().manual_seed(args.seed))
     export_onnx(model, example, out, args.exporter, args.opset)

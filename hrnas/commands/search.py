@@ -47,6 +47,8 @@ def build_parser() -> Parser:
     add_one_shot_arguments(p, "how a genome gets its AP: trials (a short training each, default) or one-shot "
                            "(inherited weights of a supernet trained once for the space)")  # fmt: skip
     p.add_argument("--trials", type=int, default=DEFAULTS.trials, help=f"trained trials (default {DEFAULTS.trials})")
+    p.add_argument("--keep-checkpoints", type=int, default=0, metavar="K", help="keep the trained weights of the K "
+                   "best trials by AP besides the front's, for `hrnas export --run` (default 0)")  # fmt: skip
     p.add_argument("--evaluations", type=int, default=DEFAULTS.evaluations, help="one-shot: genomes scored "
                    f"(default {DEFAULTS.evaluations})")  # fmt: skip
     p.add_argument("--confirm", type=int, default=0, metavar="K", help="one-shot: then train K front members "
