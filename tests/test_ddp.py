@@ -246,3 +246,18 @@ def test_a_batch_that_ddp_per_trial_cannot_split_is_refused(capsys, tmp_path, co
     job = ["--table", "ccw"] if command == "ablate" else ["--budget", "0.5G"]
     code, _, err = run_script(capsys, command, *job, "--batch", "6", "--ddp-per-trial", "4", "--storage", str(tmp_path))
     assert code == 2 and "--batch 6 does not split evenly between --ddp-per-trial 4 workers" in err
+
+
+def test_ddp_threads_default_to_each_workers_share_of_the_cpus():
+    """`train --ddp 2` on a 2-core machine ran into "room for 1 such workers": --threads defaulted to 2 a worker."""
+    from hrnas.commands.train import build_parser, recipe_from_args
+    from pose.train import Recipe
+
+    cpus = len(os.sched_getaffinity(0))
+    ddp = recipe_from_args(build_parser().parse_args(["--arch", "litehrnet-18", "--ddp", "2"]))
+    assert ddp.threads == max(1, cpus // 2)
+    assert recipe_from_args(build_parser().parse_args(["--arch", "litehrnet-18"])).threads == Recipe().threads
+    assert (
+        recipe_from_args(build_parser().parse_args(["--arch", "litehrnet-18", "--ddp", "2", "--threads", "3"])).threads
+        == 3
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -94,7 +95,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, epochs: int = DEFAULT.epoch
         help=f"sub-pixel peak: quarter offset or taylor step (default {DEFAULT.decode})",
     )
     p.add_argument("--seed", type=int, default=DEFAULT.seed)
-    p.add_argument("--threads", type=int, default=DEFAULT.threads)
+    p.add_argument("--threads", type=int, default=None, help=f"CPU threads of the training (default {DEFAULT.threads}; "
+                   "with --ddp N, this machine's CPUs / N: each worker's share)")  # fmt: skip
     p.add_argument(
         "--max-steps",
         type=int,
@@ -166,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: train_command(args), args.json)
 
 
+def default_threads(ddp: int | None) -> int:
+    """--threads when it is not given: the recipe's, or with --ddp N each worker's share of this machine's CPUs."""
+    if not ddp:
+        return DEFAULT.threads
+    return max(1, len(os.sched_getaffinity(0)) // ddp)
+
+
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     recipe = replace(
         DEFAULT,
@@ -174,7 +183,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         batch=args.batch,
         lr=args.lr,
         seed=args.seed,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else default_threads(getattr(args, "ddp", None)),
         flip_test=not args.no_flip_test,
         loss=args.loss,
         sigma=args.sigma,
