@@ -8,6 +8,7 @@ fix it, before any work starts; `run_command` turns it into that line. Argument-
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Callable
@@ -30,7 +31,28 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("argument --") and message.endswith("expected one argument"):
+            name = message.split()[1].rstrip(":").split("/")[0]
+            message += f" (a value that starts with '-' is read as an option: write it {name}=VALUE)"
         fail(f"{message} (see {self.prog} --help)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """An unknown --option is named first, with the nearest known one (before argparse would complain of a
+        missing required option that is merely misspelt)."""
+        tokens = sys.argv[1:] if args is None else list(args)
+        known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        for token in tokens:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if not name.startswith("--") or name in known or sum(o.startswith(name) for o in known) == 1:
+                continue
+            if self._subparsers is not None:  # options of a subcommand belong to its own parser
+                break
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            fail(f"unknown option {name}{hint} (see {self.prog} --help)")
+        return super().parse_known_args(args, namespace)
 
 
 def run_command(job: Callable[[], dict | None], as_json: bool = False) -> int:

@@ -42,7 +42,7 @@ def parse_budget(text: str) -> Budget:
         )
     value, prefix = float(match.group(1)), match.group(2).upper()
     if value <= 0:
-        raise BudgetError(f"budget {text!r} must be positive")
+        raise BudgetError(f"budget {text!r} must be positive: e.g. 0.5GFLOPs, 500MFLOPs or 40ms")
     return Budget(text.strip(), value, prefix, round(value * PREFIXES[prefix]))
 
 
@@ -70,5 +70,5 @@ def parse_cost_budget(text: str) -> Budget | LatencyBudget:
             raise
     ms = float(match.group(1)) * TIME_UNITS[match.group(2).lower()]
     if ms <= 0:
-        raise BudgetError(f"budget {text!r} must be positive")
+        raise BudgetError(f"budget {text!r} must be positive: e.g. 0.5GFLOPs, 500MFLOPs or 40ms")
     return LatencyBudget(text.strip(), ms)

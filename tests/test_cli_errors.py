@@ -118,6 +118,27 @@ def test_unknown_option_is_one_error_line_too(capsys):
     assert "--bogus" in one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--budjet", "0.5G"], "unknown option --budjet; did you mean --budget?"),
+        (["--budget", "-1G"], "write it --budget=VALUE"),
+        (["--budget=-1G"], "cannot read budget '-1G'"),
+        (["--budget=0G"], "must be positive: e.g. 0.5GFLOPs"),
+    ],
+)
+def test_a_misspelt_option_or_a_negative_budget_is_one_line_that_says_what_to_do(capsys, argv, named):
+    from hrnas.commands import search
+
+    code = None
+    try:
+        code = search.main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    assert named in one_error_line(capsys.readouterr().err)
+
+
 def test_unknown_precision_is_one_error_line_too(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--arch", "litehrnet-18", "--amp", "fp8"])

@@ -178,11 +178,11 @@ def export_command(args: argparse.Namespace) -> None:
     if args.check and importlib.util.find_spec("onnxruntime") is None:
         raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
     weights = load_model_weights(Path(checkpoint), genome) if checkpoint else None
+    out = check_writable(Path(args.out) if args.out else default_out(name, input_hw), "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
     if weights is None:
         print(f"weights: random ({args.init} initialisation): no --checkpoint or --run, so the file holds the "
               "network's structure, not trained weights")  # fmt: skip
-    out = check_writable(Path(args.out) if args.out else default_out(name, input_hw), "--out")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     model = build_model(genome, args.joints, input_hw, args.init, args.seed)
     if weights is not None:
