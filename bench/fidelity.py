@@ -61,6 +61,13 @@ def measure(signal: str, seeds: list[int], results: Path, threads: int, presets:
         print(f"[{k + 1}/{total}] {signal} {name} seed {seed}: AP {result['ap']:.3f} in {seconds:.0f} s", flush=True)
 
 
+def portable(path: Path) -> str:
+    """A path as committed results may hold it: relative to the checkout, never the machine's absolute one."""
+    resolved = path.resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else path.name
+
+
 def from_supernets(folders: list[Path], results: Path) -> None:
     """One-shot records from supernet trainings: the last epoch's inherited AP of every preset. CPU-seconds per
     genome: the per-epoch scoring time over the genomes scored (the training is shared by the whole space)."""
@@ -70,7 +77,7 @@ def from_supernets(folders: list[Path], results: Path) -> None:
         per_genome = last["eval_seconds"] / len(result["tracked"]) * 2  # the training's threads (2)
         for name in PRESETS:
             record = {"signal": f"one-shot ({result['epochs']} ep)", "preset": name, "seed": result["seed"],
-                      "ap": last[f"ap.{name}"], "cpu_seconds": per_genome, "source": str(folder)}  # fmt: skip
+                      "ap": last[f"ap.{name}"], "cpu_seconds": per_genome, "source": portable(folder)}  # fmt: skip
             append(results, record)
         print(f"one-shot: {folder} (seed {result['seed']}) recorded")
 
@@ -86,7 +93,7 @@ def from_proxy_runs(path: Path, results: Path) -> None:
         if not same or run["arch"] not in PRESETS:
             continue
         record = {"signal": "train-12", "preset": run["arch"], "seed": run["seed"], "ap": run["ap"],
-                  "cpu_seconds": run["wall_seconds"] * run["threads"], "source": str(path)}  # fmt: skip
+                  "cpu_seconds": run["wall_seconds"] * run["threads"], "source": portable(path)}  # fmt: skip
         append(results, record)
         print(f"train-12: {run['arch']} seed {run['seed']} (AP {run['ap']:.3f}) recorded from {path}")
 
