@@ -150,7 +150,7 @@ def json_rows(
                 "row": c.row.name,
                 "preset": c.row.preset,
                 "genes": c.row.genes,
-                "genome": c.row.genome.compact(),
+                "genome": c.row.genome.canonical_line(),
                 "params": c.params,
                 "params_printed": c.params_printed,
                 "published_params": c.row.published.params,
@@ -193,7 +193,7 @@ def row_configs(complexity: list[ComplexityRow], inherited: set[str]) -> list[di
             "signal": "inherited" if c.row.name in inherited else "trained",
             "row": c.row.name,
             "preset": c.row.preset,
-            "genome": c.row.genome.compact(),
+            "genome": c.row.genome.canonical_line(),
             "flops": c.flops,
             "cost": {"params": c.params, **{f"flops_{k}": v for k, v in c.all_flops.items()}},
         }

@@ -76,7 +76,7 @@ class BudgetGate:
             self._cache = {k: v for k, v in entries.items() if k.startswith(fingerprint)}
 
     def _key(self, genome: Genome) -> str:
-        return self._prefix + genome.compact()
+        return self._prefix + genome.canonical_line()
 
     def _counted(self, genome: Genome) -> dict:
         key = self._key(genome)
@@ -93,7 +93,7 @@ class BudgetGate:
     def predicted_ms(self, genome: Genome) -> float | None:
         if self.latency is None:
             return None
-        compact = genome.compact()
+        compact = genome.canonical_line()
         if compact not in self._predicted:
             self._predicted[compact] = predict_latency(self.latency, genome)
         return self._predicted[compact]
@@ -172,8 +172,8 @@ class BudgetGate:
 def _unique(genomes: Iterator[Genome]) -> Iterator[Genome]:
     seen: set[str] = set()
     for genome in genomes:
-        if genome.compact() not in seen:
-            seen.add(genome.compact())
+        if genome.canonical_line() not in seen:
+            seen.add(genome.canonical_line())
             yield genome
 
 

@@ -38,6 +38,8 @@ def quiet_console(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # its Ctrl-C lines offer Tuner.restore, not --resume
     logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)  # "token authentication is enabled": as it should be
+    # "Failed to fetch metrics ... FileNotFoundError" for every trial that never started (an interrupted job)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 # Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated

@@ -64,7 +64,7 @@ def anchors_for(space: SearchSpace, gate: BudgetGate) -> tuple[list[dict[str, st
             notes.append(f"{name}: over budget ({gate.show(gate.limited(gate.cost(genome)))})")
             continue
         points.append(params)
-        names[genome.compact()] = name
+        names[genome.canonical_line()] = name
     return points, names, notes
 
 

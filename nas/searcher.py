@@ -30,7 +30,7 @@ from analysis.runs import COST_METRICS
 from nas.gate import BudgetGate, Cost
 from nas.options import SearchError, say
 from nas.ray_common import FAULTS_ENV, injected_fault
-from search_space.genome import GenomeError
+from search_space.genome import Genome, GenomeError
 from search_space.space import PARAM_PREFIX, SearchSpace, decode
 
 CONSTRAINT = "budget"  # the Optuna constraint: FLOPs (or predicted ms) over budget (<= 0: feasible)
@@ -90,6 +90,11 @@ def rebuilt(state: dict, sampler: SamplerSpec) -> optuna.Study:
     return study
 
 
+def canonical(genomes) -> list[str]:
+    """Genome lines (tags, saved states: either form) as canonical lines, the searcher's keys."""
+    return [Genome.from_compact(line).canonical_line() for line in genomes]
+
+
 class SamplerNotPortable(SearchError):
     """The searcher's state does not survive pickling (a new Optuna release changed what its objects hold)."""
 
@@ -136,7 +141,7 @@ class BudgetedSearcher(Searcher):
         self.live: dict[str, int] = {}  # Tune trial id -> Optuna trial number, until the trial ends
         self.suggested: set[str] = set()  # compact genomes handed to Tune
         if finished_file is not None and finished_file.is_file():  # a resumed job that starts a new Tuner
-            self.suggested.update(json.loads(finished_file.read_text()))
+            self.suggested.update(canonical(json.loads(finished_file.read_text())))
         self.exhausted = False
 
     def _sample(self, trial: optuna.Trial) -> dict[str, str]:
@@ -163,7 +168,7 @@ class BudgetedSearcher(Searcher):
             except GenomeError as exc:
                 self._reject(trial, params, None, f"invalid combination: {exc}")
                 continue
-            if genome.compact() in self.suggested:
+            if genome.canonical_line() in self.suggested:
                 # Trained (or training) already: nothing new for Optuna, a failed sample it does not learn from.
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 duplicates += 1
@@ -177,8 +182,8 @@ class BudgetedSearcher(Searcher):
                 raise RuntimeError(f"injected driver crash ({FAULTS_ENV}) at {genome.compact()}")
             trial.set_constraint(CONSTRAINT, float(self.gate.over(limited)))
             self.live[trial_id] = trial.number
-            self.suggested.add(genome.compact())
-            return {"params": params, "genome": genome.compact(), "flops": flops, "cost": cost.metrics()}
+            self.suggested.add(genome.canonical_line())
+            return {"params": params, "genome": genome.canonical_line(), "flops": flops, "cost": cost.metrics()}
         if self.suggested:
             say(
                 f"search: {self.max_rejections} samples in a row were already trained, over budget or invalid; the "
@@ -270,5 +275,6 @@ class BudgetedSearcher(Searcher):
         self.study = self._study_of(state["study"])
         # A driver killed between a trial's end (its MLflow run FINISHED) and Tune's next save of this state would
         # hand that genome out again, as a new trial and a duplicate run: the driver lists the finished genomes.
+        self.suggested = set(canonical(self.suggested))  # a state saved by an earlier hrnas holds longer forms
         if self.finished_file is not None and self.finished_file.is_file():
-            self.suggested.update(json.loads(self.finished_file.read_text()))
+            self.suggested.update(canonical(json.loads(self.finished_file.read_text())))

@@ -136,7 +136,9 @@ def train_logged(
         raise
     epochs = int(params["epochs"])
     result = {**training_result(result["history"], epochs), "tracked": tracked}
-    files = [out / CHECKPOINT]
+    # the checkpoint stays in its folder alone (tag `checkpoint`); MLflow gets the small files
+    tracker.tag({"checkpoint": str((out / CHECKPOINT).resolve())})
+    files = []
     if any(key.startswith("ap.") for key in result):
         files.append(plot_supernet_curves(result["history"], out / "curves.png", f"supernet of {source.space.name}"))
     summary = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -183,8 +182,6 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
     `place.threads` CPUs, appending their lines to `path`; returns the number that failed."""
     folder, threads, verbose = place.folder, place.threads, place.verbose
     quiet_console(verbose)
-    # trainings that never started have no results: Tune's "Failed to fetch metrics" for each is noise here
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     configs = [
         job_config(j, folder, place.data, place.device, place.code, j.member.genome in keep, signal) for j in jobs
     ]

@@ -265,7 +265,7 @@ def train(
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device.device, weights_only=True)
-        if state["meta"] != _meta(genome, recipe, data):
+        if not _same_meta(state["meta"], _meta(genome, recipe, data)):
             raise ValueError(f"{checkpoint} belongs to a different genome, recipe or data set; use another --out")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -371,7 +371,18 @@ def _forward(model: nn.Module, images: torch.Tensor, device: Device) -> torch.Te
 
 
 def _meta(genome: Genome, recipe: Recipe, data: Data) -> dict:
-    return {"genome": genome.compact(), "recipe": json.dumps(asdict(recipe), sort_keys=True), "data": data.description}
+    return {
+        "genome": genome.canonical_line(),
+        "recipe": json.dumps(asdict(recipe), sort_keys=True),
+        "data": data.description,
+    }
+
+
+def _same_meta(stored: dict, wanted: dict) -> bool:
+    """A checkpoint's meta against this run's; its genome compared as a network (an older checkpoint holds the longer
+    form, with inactive genes)."""
+    genome = Genome.from_compact(stored["genome"]).canonical_line() if "genome" in stored else None
+    return {**stored, "genome": genome} == wanted
 
 
 def _save(path: Path, model: nn.Module, optimizer, scaler, history: list[dict], meta: dict) -> None:

@@ -24,7 +24,7 @@ def load_model_weights(path: Path, genome: Genome, option: str = "--checkpoint")
         raise ValueError(f"{option} {path}: not a `hrnas train` checkpoint (no model weights and meta)")
     trained = state["meta"].get("genome")
     if trained is None or Genome.from_canonical(trained).canonical_line() != genome.canonical_line():
-        raise ValueError(f"{option} {path} holds {trained}, not {genome.compact()}: give its --arch and --gene")
+        raise ValueError(f"{option} {path} holds {trained}, not {genome.canonical_line()}: give its --arch and --gene")
     return state["model"]
 
 
@@ -35,6 +35,6 @@ def save_model_weights(path: Path, model: torch.nn.Module, genome: Genome, meta:
     state = {
         name: value.detach().clone(memory_format=torch.contiguous_format) for name, value in model.state_dict().items()
     }
-    torch.save({"model": state, "meta": {**(meta or {}), "genome": genome.compact()}}, tmp)
+    torch.save({"model": state, "meta": {**(meta or {}), "genome": genome.canonical_line()}}, tmp)
     tmp.replace(path)
     return path

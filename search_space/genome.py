@@ -150,8 +150,22 @@ class Genome:
 
     @classmethod
     def from_compact(cls, line: str) -> Genome:
-        """Parse `name=value name=value ...`: `,` between branches (`kernels=4,4,2,1`), `/` between stages."""
-        return cls.from_dict(cls._parsed(line))
+        """Parse `name=value name=value ...`: `,` between branches (`kernels=4,4,2,1`), `/` between stages. A gene
+        left out (a `canonical_line` drops the inactive ones) takes its off value where it is inactive, its default
+        where it is active; the genes given keep their values (a longer, older form still loads as written)."""
+        given = cls._parsed(line)
+        genes = {name: given.get(name, gene.default) for name, gene in GENES.items()}
+        try:
+            for _ in range(len(GENES)):  # whether a gene is active depends on others that may be left out too
+                idle = {
+                    n: _idle(n) for n in GENES if n not in given and not is_active(genes, n) and genes[n] != _idle(n)
+                }
+                if not idle:
+                    break
+                genes.update(idle)
+        except (KeyError, ValueError, TypeError, IndexError):
+            pass  # a value the registry does not know: the genome's own checks below name it
+        return cls(genes)
 
     @staticmethod
     def _parsed(line: str) -> dict[str, Any]:
@@ -200,16 +214,11 @@ class Genome:
 
     @classmethod
     def from_canonical(cls, line: str) -> Genome:
-        """Parse a `canonical_line` (or any compact form): a gene left out takes its off value where it is inactive,
-        its default where it is active."""
-        given = cls._parsed(line)
-        genes = {name: given.get(name, gene.default) for name, gene in GENES.items()}
-        for _ in range(len(GENES)):  # whether a gene is active depends on others that may be left out too
-            idle = {n: _idle(n) for n in GENES if n not in given and not is_active(genes, n) and genes[n] != _idle(n)}
-            if not idle:
-                break
-            genes.update(idle)
-        return cls(genes).canonical()
+        """Parse a `canonical_line` (or any compact form) into the canonical genome of its network."""
+        return cls.from_compact(line).canonical()
+
+    def same_network(self, other: Genome) -> bool:
+        return self.canonical_line() == other.canonical_line()
 
     def __str__(self) -> str:
         return self.compact()

@@ -191,8 +191,8 @@ def random_genomes(space: SearchSpace, count: int, seed: int, exclude: Iterable[
             genome.resolve(17)
         except (GenomeError, ValueError):
             continue
-        if genome.compact() not in seen:
-            seen.add(genome.compact())
+        if genome.canonical_line() not in seen:
+            seen.add(genome.canonical_line())
             out.append(genome)
             misses = 0
     return out
@@ -242,11 +242,11 @@ def fit_table(
             if (i + 1) % 25 == 0 or i + 1 == len(missing):
                 progress(f"  parts timed: {i + 1}/{len(missing)} ({time.perf_counter() - start:.0f} s)")
     progress(f"  measuring {len(genomes)} genomes whole ...")
-    measured = measure_latencies({g.compact(): g for g in genomes}, setting, seconds_per_genome)
+    measured = measure_latencies({g.canonical_line(): g for g in genomes}, setting, seconds_per_genome)
     features = [table.features(g) for g in genomes]
-    fitted = least_squares(features, [measured[g.compact()].median_ms for g in genomes])
+    fitted = least_squares(features, [measured[g.canonical_line()].median_ms for g in genomes])
     table.scale, table.per_part_ms, table.offset_ms = fitted
-    table.fitted_on = [g.compact() for g in genomes]
+    table.fitted_on = [g.canonical_line() for g in genomes]
     table.fit_seconds = time.perf_counter() - start
     return table
 
@@ -274,7 +274,7 @@ def fit_space(
         except ValueError:
             continue
         inside.append(genome)
-    genomes = (inside + random_genomes(space, count, seed, {g.compact() for g in inside}))[:count]
+    genomes = (inside + random_genomes(space, count, seed, {g.canonical_line() for g in inside}))[:count]
     cover = random_genomes(space, cover_count, seed + 1)
     progress(f"latency table for {setting.describe()}: timing the parts of {len(genomes) + len(cover)} genomes of "
              f"space {space.name!r}, then measuring {len(genomes)} of them whole ...")  # fmt: skip

@@ -122,7 +122,7 @@ class SearchSpace:
         for name, value in genome.genes.items():
             if name not in self.choices and self.is_active(name, genome.genes) and value != self.base.genes[name]:
                 raise SpaceError(f"gene {name}={encode(value)} is fixed to {encode(self.base.genes[name])} here")
-        if self.genome(params).genes != genome.genes:
+        if not self.genome(params).same_network(genome):
             raise SpaceError(f"genome {genome.compact()} is not in the space")
         return params
 
@@ -155,7 +155,7 @@ class SearchSpace:
                 genome = self.genome(params)
             except GenomeError:
                 continue
-            compact = genome.compact()
+            compact = genome.canonical_line()
             if compact not in seen:
                 seen.add(compact)
                 yield genome

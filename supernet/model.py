@@ -88,7 +88,7 @@ class SuperNet(nn.Module):
         """The genome's skeleton for the supernet's device and layout (memoised, the `cache_size` most recently
         used; an evicted one loses its BatchNorm statistics)."""
         fast = self.channels_last
-        cache_key = (genome.compact(), fast, str(self.device))  # a subnet's statistics belong to one layout
+        cache_key = (genome.canonical_line(), fast, str(self.device))  # a subnet's statistics belong to one layout
         found = self._subnets.get(cache_key)
         if found is not None:
             self._subnets.move_to_end(cache_key)
@@ -164,7 +164,7 @@ class SuperNet(nn.Module):
         with torch.device("meta"):
             model = PoseNet(genome.resolve(self.joints))
         _materialise_buffers(model, self.device)
-        subnet = self._subnets.get((genome.compact(), self.channels_last, str(self.device)))
+        subnet = self._subnets.get((genome.canonical_line(), self.channels_last, str(self.device)))
         takes = subnet.takes if subnet is not None else self._takes(genome, model)
         state = {t.name: self.shared[t.key][t.index].clone(memory_format=torch.contiguous_format) for t in takes}
         buffers = subnet.buffers() if subnet is not None else dict(model.named_buffers())

@@ -75,5 +75,5 @@ def score(
         "params": complexity.params,
         "convention": FLOPS_CONVENTION,
         "calibration": len(prepared.images),
-        "genome": genome.compact(),
+        "genome": genome.canonical_line(),
     }

@@ -81,7 +81,7 @@ def test_parts_are_shared_between_genomes_and_timed_once(space_file, tmp_path):
     table, path = fit_space(space, setting, {}, count=4, folder=tmp_path / "tables", cover_count=0)
     assert path == table_path(setting, folder=tmp_path / "tables") and path.is_file()
     assert set(table.parts) == {k for g in genomes for k, _, _ in genome_parts(g, setting)}
-    assert all(v > 0 for v in table.parts.values()) and table.fitted_on == [g.compact() for g in genomes]
+    assert all(v > 0 for v in table.parts.values()) and table.fitted_on == [g.canonical_line() for g in genomes]
     # the prediction is the fitted line through the sum of the genome's parts
     for g in genomes:
         keys = [k for k, _, _ in genome_parts(g, setting)]

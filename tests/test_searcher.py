@@ -73,7 +73,7 @@ def test_an_exhausted_space_finishes_the_search(tmp_path, capsys):
     space = tiny_space(tmp_path, "{width: [8, 12]}")
     search = searcher(space, "1G", tmp_path, max_rejections=30)
     assert {search.suggest("a")["genome"], search.suggest("b")["genome"]} == {
-        g.compact() for g in space.valid_genomes()
+        g.canonical_line() for g in space.valid_genomes()
     }
     assert search.suggest("c") == Searcher.FINISHED
     assert "looks exhausted" in capsys.readouterr().err

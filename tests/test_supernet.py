@@ -225,7 +225,7 @@ def test_score_is_deterministic_and_counts_exactly(tiny_space, tiny_supernet, mi
     assert first == second
     complexity = genome_complexity(genome)
     assert first["flops"] == complexity.flops["torchstat"] and first["params"] == complexity.params
-    assert first["genome"] == genome.compact() and 0 <= first["ap"] <= 1 and first["calibration"] == 8
+    assert first["genome"] == genome.canonical_line() and 0 <= first["ap"] <= 1 and first["calibration"] == 8
     assert Genome.from_compact(first["genome"]) == genome
 
 
@@ -247,3 +247,22 @@ def test_folded_batch_norms_compute_the_same_function(preset):
     torch.testing.assert_close(folded(x), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batch_norms(model.train())
+
+
+def test_a_genome_with_other_values_of_its_inactive_genes_is_in_the_space(tiny_supernet, tmp_path):
+    """`cross_ratio` and `within_ratio` change nothing on shuffle blocks: the genome is the space's, under any name
+    (the supernet refused it as "not in the space"); a checkpoint written with the longer form still loads."""
+    from pose.weights import load_model_weights
+
+    base = tiny_supernet.space.base.with_genes(
+        {"width": 8, "modules": [1, 1, 1], "block": "shuffle", "cross": "none", "within": "none", "dsc_groups": 1,
+         "kernels": 1}
+    )  # fmt: skip
+    longer = base.with_genes({"cross_ratio": 16, "within_ratio": [4, 4, 8, 8]})
+    assert longer.compact() != base.compact() and longer.same_network(base)
+    tiny_supernet.check(longer)
+    model = tiny_supernet.extract(longer)
+    path = tmp_path / "old.pt"
+    torch.save({"model": model.state_dict(), "meta": {"genome": longer.compact()}}, path)
+    loaded = load_model_weights(path, Genome.from_compact(base.canonical_line()))
+    assert loaded.keys() == model.state_dict().keys()

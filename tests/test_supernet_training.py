@@ -153,7 +153,8 @@ def test_cli_trains_logs_one_mlflow_run_and_scores_a_genome(tiny, tmp_path, caps
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "ap.largest")] == [1, 2]
     assert runs[0].data.params["sandwich"] == "1" and runs[0].data.params["space"] == "tiny"
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {CHECKPOINT, "curves.png", "space.yaml", "result.json"} <= artifacts
+    assert {"curves.png", "space.yaml", "result.json"} <= artifacts and CHECKPOINT not in artifacts  # stored once
+    assert runs[0].data.tags["checkpoint"] == str((out / CHECKPOINT).resolve())
 
     # the finished training rerun: nothing trained again, the same MLflow run
     code, stdout, stderr = _run(args, capsys)
@@ -168,7 +169,7 @@ def test_cli_trains_logs_one_mlflow_run_and_scores_a_genome(tiny, tmp_path, caps
     assert code == 0, stderr
     scored = json.loads(stdout.strip().splitlines()[-1])
     assert {"ap", "ap50", "ap75", "ar", "flops", "params", "genome"} <= scored.keys()
-    assert scored["genome"] == genome.compact()
+    assert scored["genome"] == genome.canonical_line()
     assert complexity_command.main(["--arch", "litehrnet-18", *genes, "--json"]) == 0
     counted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (scored["flops"], scored["params"]) == (counted["flops"], counted["params"])
