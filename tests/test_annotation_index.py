@@ -88,7 +88,7 @@ def test_missing_image_is_still_named(tmp_path):
     shutil.copy(ANN, tmp_path / "ann.json")
     for name in ("000000000785.jpg", "000000040083.jpg", "000000196141.jpg"):
         shutil.copy(MINI / name, tmp_path / name)
-    with pytest.raises(DataError, match=r"1 image\(s\) .* 000000197388.jpg$"):
+    with pytest.raises(DataError, match=r"1 image\(s\) .* 000000197388.jpg; give the image folder that holds them"):
         indexed_people(tmp_path / "ann.json", tmp_path, tmp_path / "cache")
     with pytest.raises(DataError, match="does not exist"):
         indexed_people(tmp_path / "nope.json", MINI, tmp_path / "cache")
