@@ -89,15 +89,6 @@ def _png(
             label=marked,
             zorder=5,
         )
-        for p in labelled:
-            ax.annotate(
-                p.label,
-                (p.flops / axis.divisor, p.ap),
-                xytext=(5, 5),
-                textcoords="offset points",
-                fontsize=8,
-                zorder=6,
-            )
     if budget_flops is not None:
         ax.axvline(budget_flops / axis.divisor, color="black", linestyle="--", linewidth=1.0, label=axis.budget,
                    zorder=1)  # fmt: skip
@@ -110,9 +101,49 @@ def _png(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    place_labels(ax, [(p.label, (p.flops / axis.divisor, p.ap)) for p in labelled], [
+        (p.flops / axis.divisor, p.ap) for p in points])  # fmt: skip
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# Where a label may sit around its point (offset points): right-above first, then the other corners, then further.
+LABEL_OFFSETS = [(6, 5), (6, -5), (-6, 5), (-6, -5), (6, 14), (6, -14), (-6, 14), (-6, -14), (10, 24), (10, -24),
+                 (-10, 24), (-10, -24)]  # fmt: skip
+MARKER_PIXELS = 7.0  # half the size of the largest marker (the presets' star), in pixels at the plot's dpi
+
+
+def place_labels(ax, labels: list[tuple[str, tuple[float, float]]], points: list[tuple[float, float]]) -> list:
+    """Annotate each (label, point) where its text covers no point and no label placed before it: the first free
+    place of LABEL_OFFSETS (the first one if none is free). Returns the texts."""
+    renderer = ax.figure.canvas.get_renderer()
+    centres = [ax.transData.transform(xy) for xy in points]
+    taken: list = []
+    texts = []
+    for label, xy in labels:
+        chosen = None
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(label, xy, xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=6,
+                               ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top")  # fmt: skip
+            box = text.get_window_extent(renderer)
+            covers = any(_near(box, c) for c in centres) or any(box.overlaps(other) for other in taken)
+            if not covers:
+                chosen = text
+                break
+            text.remove()
+        if chosen is None:  # crowded everywhere: the first place, as before
+            dx, dy = LABEL_OFFSETS[0]
+            chosen = ax.annotate(label, xy, xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=6)
+        taken.append(chosen.get_window_extent(renderer))
+        texts.append(chosen)
+    return texts
+
+
+def _near(box, centre, margin: float = MARKER_PIXELS) -> bool:
+    """Whether a text box covers any part of a marker centred at `centre` (display pixels)."""
+    x, y = centre
+    return box.x0 - margin < x < box.x1 + margin and box.y0 - margin < y < box.y1 + margin
 
 
 def _hover_data(points: Sequence[PlotPoint]) -> list[list[str]]:

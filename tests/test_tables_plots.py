@@ -148,3 +148,33 @@ def test_pareto_plot_few_points(tmp_path, n):
     assert [p.name for p in written] == ["a.png", "a.html"]
     _check_png(written[0])
     assert "plotly" in written[1].read_text(encoding="utf-8").lower()
+
+
+def test_labels_on_the_pareto_plot_cover_no_point_and_no_other_label():
+    """The default search's presets sit close together (195-330M FLOPs, AP within a few points): each label finds a
+    place that hides no trial and no other label (a fixed up-right offset covered both)."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import MARKER_PIXELS, place_labels
+
+    presets = [("naive-litehrnet-18", 194.8, 0.033), ("litehrnet-18", 205.2, 0.085), ("ditehrnet-18", 209.8, 0.081),
+               ("wider-naive-litehrnet-18", 311.1, 0.060), ("litehrnet-30", 319.2, 0.070),
+               ("ditehrnet-30", 329.8, 0.072)]  # fmt: skip
+    trials = [(x, y) for _, x, y in presets] + [(150.0, 0.05), (260.0, 0.09), (400.0, 0.10), (215.0, 0.09)]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ax.scatter(*zip(*trials, strict=True))
+    ax.margins(x=0.18, y=0.12)
+    fig.tight_layout()
+    texts = place_labels(ax, [(name, (x, y)) for name, x, y in presets], trials)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    centres = [ax.transData.transform(xy) for xy in trials]
+    for i, box in enumerate(boxes):
+        for x, y in centres:
+            inside = (
+                box.x0 - MARKER_PIXELS < x < box.x1 + MARKER_PIXELS
+                and box.y0 - MARKER_PIXELS < y < box.y1 + MARKER_PIXELS
+            )
+            assert not inside, (texts[i].get_text(), (x, y))
+        assert not any(box.overlaps(other) for other in boxes[:i] + boxes[i + 1 :]), texts[i].get_text()
+    plt.close(fig)
