@@ -196,14 +196,16 @@ def parse_resources(cpus: int, gpus: float, device: str, amp: str, local: bool) 
 
 
 DRIVER_LOCK = "driver.lock"  # in a job's folder: held (flock) by the driver while it runs
-_HELD_LOCKS: list = []  # this process's open lock files, held until it exits
+_HELD_LOCKS: dict[Path, object] = {}  # this process's open lock files, held until it exits
 
 
 def take_driver_lock(folder: Path, kind: str) -> None:
     """One driver per job folder: a second (a --resume while the first still runs) gets one line naming the first.
     The lock is the kernel's (flock), so a killed driver releases it."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / DRIVER_LOCK
+    path = (folder / DRIVER_LOCK).resolve()
+    if path in _HELD_LOCKS:  # this process runs the job already (a command called twice in one process)
+        return
     handle = path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -219,7 +221,7 @@ def take_driver_lock(folder: Path, kind: str) -> None:
     handle.truncate()
     handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
     handle.flush()
-    _HELD_LOCKS.append(handle)
+    _HELD_LOCKS[path] = handle
 
 
 def _at_least_one(**values: int) -> None:
