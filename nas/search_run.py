@@ -321,7 +321,8 @@ def finish(
     if kept:
         print(f"weights: the trained networks of {kept} trial(s) (the front's, and --keep-checkpoints's best) "
               f"in {folder / WEIGHTS}; export one: hrnas export --run RUN_ID --storage {options.storage}")  # fmt: skip
-    print_ui_hint(options.tracking_uri, experiment_id)
+    view = share_view(client, experiment_id, parent_id, options.costs)
+    print_ui_hint(options.tracking_uri, experiment_id, view)
     return {
         "parent_run_id": parent_id,
         "experiment": options.experiment,
@@ -354,15 +355,35 @@ def finish(
     }
 
 
-def print_ui_hint(uri: str, experiment_id: str) -> None:
-    """How to open the runs: the MLflow UI of this environment (its absolute path: no venv needs to be active)."""
+SHARED_VIEW = "mlflow.sharedViewState."  # the MLflow UI reads a view (columns, filter, order) from this experiment tag
+
+
+def share_view(client: MlflowClient, experiment_id: str, parent_id: str, costs: tuple[str, ...]) -> str:
+    """A view of the search's trials for the MLflow UI: its children, best AP first, with AP, the costs, params and
+    the Pareto tag as columns (the UI opens it from `?viewStateShareKey=KEY`). Returns KEY."""
+    metrics = ["ap", *(COST_METRICS[c] for c in costs), "params"]
+    view = {
+        "searchFilter": f"tags.`mlflow.parentRunId` = '{parent_id}'",
+        "orderByKey": "metrics.`ap`",
+        "orderByAsc": False,
+        "selectedColumns": [*(f"metrics.`{m}`" for m in dict.fromkeys(metrics)), "tags.`pareto`", "tags.`preset`"],
+    }
+    key = f"hrnas-{parent_id}"
+    client.set_experiment_tag(experiment_id, SHARED_VIEW + key, json.dumps(view))
+    return key
+
+
+def print_ui_hint(uri: str, experiment_id: str, view: str | None = None) -> None:
+    """How to open the runs: the MLflow UI of this environment (its absolute path: no venv needs to be active), at
+    the search's own view when it has one."""
+    page = f"#/experiments/{experiment_id}" + (f"?viewStateShareKey={view}" if view else "/runs")
     if not uri.startswith("sqlite:"):
-        print(f"\nOpen the runs: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs")
+        print(f"\nOpen the runs: {uri.rstrip('/')}/{page}")
         return
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     command = str(mlflow_bin) if mlflow_bin.is_file() else "mlflow"
     print(f"\nOpen the runs: {command} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
-    print(f"  then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+    print(f"  then http://127.0.0.1:5000/{page}")
 
 
 def _rejections(path: Path) -> list[dict]:

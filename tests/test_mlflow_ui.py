@@ -203,3 +203,19 @@ def test_the_readme_filters_select_the_runs_they_say(search, query, expected):
     found = search["client"].search_runs([search["summary"]["experiment_id"]], filter_string=query)
     wanted = {r.info.run_id for r in search["children"] if expected(r)}
     assert wanted and {r.info.run_id for r in found} == wanted
+
+
+def test_the_searchs_own_view_shows_its_trials_with_ap_costs_and_pareto_as_columns(chromium, search, server, tmp_path):
+    """The view the search shares (experiment tag mlflow.sharedViewState.<key>, opened with ?viewStateShareKey=):
+    its trials only, best AP first, AP, FLOPs, params and the Pareto tag as columns, no column set by hand."""
+    summary, children = search["summary"], search["children"]
+    key = f"hrnas-{summary['parent_run_id']}"
+    assert f"mlflow.sharedViewState.{key}" in search["client"].get_experiment(summary["experiment_id"]).tags
+    url = f"{server}/#/experiments/{summary['experiment_id']}/runs?viewStateShareKey={key}"
+    dom = browse(chromium, tmp_path / "dom", url, "--dump-dom")
+    text = " ".join(re.sub(r"<[^>]*>", " ", dom).split())
+    assert "share key" not in text, text[-2000:]  # the UI's error when it cannot read the view
+    ids = sorted(set(re.findall(r'col-id="([^"]*)"', dom)))
+    for column in ("ap", "flops", "params", "pareto"):
+        assert any(re.fullmatch(rf"(?:metrics|tags)\.`{column}`", i) for i in ids), (column, ids, text[:1500])
+    assert f"{len(children)} matching runs" in text  # the children only, not the parent
