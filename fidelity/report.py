@@ -7,7 +7,6 @@ Checks its inputs first (one line each): the files exist and parse, the truth ho
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +21,11 @@ from fidelity.metrics import (
     seed_ceiling,
     truth_of,
 )
+from fidelity.signals import signal_spec
 from fidelity.truth import TruthError, read_lines
 
 # Signals counted from the truth file itself when the signals file has no lines of them (exact, no training).
 COUNTED = ("flops", "params")
-KNOWN = (
-    "flops", "params", "latency", "latency-measured", "one-shot", "synflow", "naswot", "grad-norm", "snip",
-    "trials-1", "trials-2", "trials-4", "train-12",
-)  # fmt: skip
-ONE_SHOT_LENGTH = re.compile(r"one-shot-\d+ep")
-
-
-def known(name: str) -> bool:
-    return name in KNOWN or bool(ONE_SHOT_LENGTH.fullmatch(name))
 
 
 def default_signals_file(truth: Path) -> Path:
@@ -80,8 +71,7 @@ def counted_lines(lines: list[dict]) -> list[dict]:
 
 def build(truth_file: Path, signals_file: Path | None, wanted: list[str] | None) -> Report:
     for name in wanted or []:
-        if not known(name):
-            raise TruthError(f"unknown signal {name!r}; choose from {', '.join(KNOWN)} or one-shot-<N>ep")
+        signal_spec(name)  # an unknown name: ValueError naming the registry's signals
     lines = read_lines(truth_file)
     recipe = check_truth(lines, truth_file)
     signals_file = signals_file or default_signals_file(truth_file)
