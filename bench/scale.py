@@ -1,18 +1,23 @@
 """A trial on COCO-sized data: start-up time, peak memory of the whole trial and data against model images/s.
 
 Builds (once, in the cache folder) a COCO-format set the size of COCO's person keypoints: 150,000 training and 6,000
-validation persons (17 keypoints, realistic boxes) on ~118,000 + ~4,700 image entries that all point to a few real
-640x480 JPEGs. Then, for each worker count, runs as a subprocess
+validation persons, from one of two sources (`--source`):
+- `photos` (default): the real COCO photos and persons of a small COCO folder (`../shared/data/coco-mini`: 4 photos,
+  11 persons with keypoints), each photo repeated under as many distinct file names (hard links) as it takes, its
+  persons with it. Every image entry is a distinct file, as in COCO, so decoded-image caches fill as they would;
+- `drawn`: ~118,000 + ~4,700 image entries that all name 6 drawn 640x480 JPEGs (a cache holds all 6).
+Then, for each worker count, runs as a subprocess
 
     hrnas train --data TRAIN.json:IMAGES --val VAL.json:IMAGES --input 256x192 --epochs 1 --max-steps N --workers W
 
 and measures: start-up (process start to the end of the first training step, marked on stderr), peak memory of
-the whole trial (the sum of PSS over the process and its children, from /proc every 0.2 s: shared pages are not
+the whole trial (the sum of PSS over the process and its children, from /proc every 0.5 s: shared pages are not
 counted twice), and the trial's training images/s. In this process it also times the annotation index (built on
 a fresh cache, then reused as every trial reuses it), the data loader alone (batches without the model) with W
 workers, and the model step (forward + backward + Adam on a ready batch).
 
 python bench/scale.py                                  # COCO-sized, 200 steps, 0, 1 and 2 workers (~30 min)
+python bench/scale.py --workers 2 --steps 30 --batch 16  # issue 24's memory check (~15 min)
 python bench/scale.py --persons 300 --steps 2 --input 64x64 --batch 4 --workers 0,1   # smoke size
 """
 
@@ -45,7 +50,8 @@ from search_space.complexity import parse_input_size
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = 1  # bump when the generated set changes
-FILES = 6  # distinct JPEGs behind all image entries
+FILES = 6  # distinct drawn JPEGs behind all image entries (source `drawn`)
+PHOTOS = ROOT.parent / "shared" / "data" / "coco-mini"  # the default folder of source `photos`
 IMAGE_WH = (640, 480)
 IMAGES_PER_PERSON = 118_287 / 149_813  # COCO train2017: image entries per person annotation
 VAL_SHARE = 25  # one validation person per 25 training persons (6,000 for 150,000)
@@ -110,22 +116,70 @@ def _split(persons: int, files: list[str], rng: np.random.Generator, first_id: i
     return {"images": entries, "annotations": annotations, "categories": [{**category, "skeleton": SKELETON}]}
 
 
-def coco_sized(folder: Path, persons: int, seed: int = 0) -> Path:
-    """The set's folder (annotations/, images/), generated into a temporary folder and renamed into place once."""
-    root = folder / f"scale-v{VERSION}-{persons}-{seed}"
+def _drawn(work: Path, persons: int, seed: int) -> None:
+    """Source `drawn`: a few drawn JPEGs named by every image entry, persons placed at random."""
+    rng = np.random.default_rng(seed)
+    files = _jpegs(work / "images", rng)
+    for name, count, first_id in (("train", persons, 1), ("val", _validation(persons), 10**7)):
+        split = _split(count, files, rng, first_id)
+        (work / "annotations" / f"person_keypoints_{name}.json").write_text(json.dumps(split))
+
+
+def _repeat_photos(source: dict, photos: Path, images: Path, persons: int, prefix: str, first_id: int) -> dict:
+    """A COCO person-keypoints file of `persons` persons: the source's photos (those with a person with keypoints)
+    repeated in turn, each repetition a new image entry and file (a hard link, or a copy where links fail) with
+    all its persons, the last one cut to the count."""
+    people: dict[int, list[dict]] = {}
+    for ann in source["annotations"]:
+        if ann.get("num_keypoints", 0) > 0 and not ann.get("iscrowd", 0):
+            people.setdefault(ann["image_id"], []).append(ann)
+    entries = [image for image in source["images"] if image["id"] in people]
+    split: dict = {"images": [], "annotations": [], "categories": source["categories"]}
+    while len(split["annotations"]) < persons:
+        image = entries[len(split["images"]) % len(entries)]
+        image_id = first_id + len(split["images"])
+        name = f"{prefix}{len(split['images']):07d}-{image['file_name']}"
+        try:
+            os.link(photos / image["file_name"], images / name)
+        except OSError:
+            shutil.copyfile(photos / image["file_name"], images / name)
+        split["images"].append({**image, "id": image_id, "file_name": name})
+        for ann in people[image["id"]][: persons - len(split["annotations"])]:
+            split["annotations"].append({**ann, "id": first_id + len(split["annotations"]), "image_id": image_id})
+    return split
+
+
+def _photos(work: Path, persons: int, seed: int, photos: Path = PHOTOS) -> None:
+    """Source `photos`: real COCO photos and their persons, repeated (see `_repeat_photos`)."""
+    files = [json.loads(f.read_text()) for f in sorted(photos.glob("*.json"))] if photos.is_dir() else []
+    source = next((f for f in files if isinstance(f, dict) and "annotations" in f), None)  # not a detections list
+    if source is None:
+        raise SystemExit(f"no COCO folder at {photos} (../shared beside the checkout): use --source drawn")
+    for name, count, prefix, first_id in (("train", persons, "t", 1), ("val", _validation(persons), "v", 10**7)):
+        split = _repeat_photos(source, photos, work / "images", count, prefix, first_id)
+        (work / "annotations" / f"person_keypoints_{name}.json").write_text(json.dumps(split))
+
+
+SOURCES = {"photos": _photos, "drawn": _drawn}
+
+
+def _validation(persons: int) -> int:
+    return max(10, persons // VAL_SHARE)
+
+
+def coco_sized(folder: Path, persons: int, seed: int = 0, source: str = "drawn") -> Path:
+    """The set's folder (annotations/, images/) from `source` (see SOURCES), generated into a temporary folder and
+    renamed into place once."""
+    tag = "" if source == "drawn" else f"-{source}"  # the drawn set keeps its earlier folder name
+    root = folder / f"scale-v{VERSION}-{persons}-{seed}{tag}"
     if (root / "DONE").is_file():
         return root
     folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=folder, prefix=root.name + "."))
     try:
-        rng = np.random.default_rng(seed)
         (work / "images").mkdir()
         (work / "annotations").mkdir()
-        files = _jpegs(work / "images", rng)
-        val = max(10, persons // VAL_SHARE)
-        for name, count, first_id in (("train", persons, 1), ("val", val, 10**7)):
-            split = _split(count, files, rng, first_id)
-            (work / "annotations" / f"person_keypoints_{name}.json").write_text(json.dumps(split))
+        SOURCES[source](work, persons, seed)
         (work / "DONE").write_text("")
         try:
             work.rename(root)
@@ -195,7 +249,7 @@ def run_trial(command: list[str], env: dict[str, str]) -> dict:
     peak = peak_main = 0
     while process.poll() is None:
         peak, peak_main = max(peak, tree_pss(process.pid)), max(peak_main, pss(process.pid))
-        time.sleep(0.2)
+        time.sleep(0.5)  # reading smaps_rollup of GiB-sized processes costs CPU
     out = process.stdout.read()
     reader.join(timeout=5)
     if process.returncode != 0:
@@ -208,7 +262,8 @@ def run_trial(command: list[str], env: dict[str, str]) -> dict:
 def loader_rate(people, input_hw, batch: int, workers: int, batches: int) -> float:
     """Training batches/s of the loader alone (augmentation and targets included), after its first batch (which
     starts the workers and decodes the first images)."""
-    dataset = TopDownDataset(people, input_hw, True, SHORT_AUGMENT, 0, ImageCache(DEFAULT_LOADING.image_share(workers)))
+    cache = ImageCache(DEFAULT_LOADING.image_share(workers, people.decoded_bytes()))  # as a trial sizes it
+    dataset = TopDownDataset(people, input_hw, True, SHORT_AUGMENT, 0, cache)
     sampler = EpochSampler(len(people), shuffle=True, limit=(batches + 1) * batch)
     loader = make_loader(dataset, sampler, batch, workers, CPU, drop_last=True)
     seen, start = 0, None
@@ -232,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="torch threads of the trial (default 2)")
     p.add_argument("--folder", default=None, help="where the set is generated (default: the hrnas cache folder)")
+    p.add_argument("--source", choices=sorted(SOURCES), default="photos", help="photos (default) or drawn")
+    p.add_argument("--cache-mb", type=int, default=None, help="passed to the trial's `hrnas train` (default: its own)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     args = p.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
@@ -240,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"load {os.getloadavg()[0]:.2f}; generating or reusing {args.persons} persons in {folder}", file=sys.stderr)
     start = time.perf_counter()
-    root = coco_sized(folder, args.persons)
+    root = coco_sized(folder, args.persons, source=args.source)
     generate_s = time.perf_counter() - start
     train_ann, val_ann = (root / "annotations" / f"person_keypoints_{s}.json" for s in ("train", "val"))
     images = root / "images"
@@ -263,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
             *(sys.executable, "-m", "hrnas.cli", "train", "--arch", args.arch, "--data", f"{train_ann}:{images}"),
             *("--val", f"{val_ann}:{images}", "--input", args.input, "--epochs", "1", "--batch", str(args.batch)),
             *("--max-steps", str(args.steps), "--workers", str(w), "--threads", str(args.threads), "--json"),
+            *(("--cache-mb", str(args.cache_mb)) if args.cache_mb is not None else ()),
         ]
         load = os.getloadavg()[0]
         print(f"trial with {w} worker(s) (load {load:.2f})", file=sys.stderr, flush=True)
@@ -305,8 +363,9 @@ def report(
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
-    val = max(10, args.persons // VAL_SHARE)
-    print(f"{args.persons} training + {val} validation persons, {args.arch} {args.input}, batch {args.batch}, ", end="")
+    val = _validation(args.persons)
+    print(f"{args.source}: {args.persons} training + {val} validation persons, ", end="")
+    print(f"{args.arch} {args.input}, batch {args.batch}, ", end="")
     print(f"{args.steps} steps + a full validation pass, {args.threads} threads")
     print(f"set generated/reused in {generate_s:.1f} s; annotation index built in {build_s:.1f} s, ", end="")
     print(f"reused in {reuse_s:.1f} s (every trial reuses it)")

@@ -3,7 +3,10 @@
 Parsing train2017's 238 MB of JSON and building one Python object per annotation takes longer than a short trial's
 training; the index does it once per file (keyed by its absolute path, size and mtime) and stores the ground-truth
 people as a few numpy arrays in one `.npz` under the cache folder, which every later trial and worker opens in a
-fraction of the time. The people it yields are exactly those of `pose.coco.ground_truth_people`, in the same order.
+fraction of the time. The people it yields are exactly those of `pose.coco.ground_truth_people`, in the same order,
+from a `PersonTable`: the arrays themselves, one Person built per lookup. A list of 150,000 Person objects takes
+150 MiB, and every data-loader worker forked from the trial copies the pages it touches (reference counts are
+writes), so each worker ended up with its own copy; arrays are only read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import hashlib
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +24,12 @@ import numpy as np
 from pose.coco import DataError, Person, Skipped, check_files, ground_truth_people, load_coco
 from pose.synthetic import default_cache_dir
 
-FORMAT = 1  # bump when the arrays below change meaning; older indexes are then rebuilt
+FORMAT = 2  # bump when the arrays below change meaning; older indexes are then rebuilt
 FIELDS = (
-    *("format", "source", "size", "mtime_ns", "files", "image_ids", "image_of", "annotation_ids", "boxes"),
+    *("format", "source", "size", "mtime_ns", "files", "sizes", "image_ids", "image_of", "annotation_ids", "boxes"),
     *("keypoints", "offsets", "skip_reasons", "skip_counts"),
 )
+UNKNOWN_WH = (640, 480)  # an image entry without width and height counts as COCO's most common size
 
 
 class Stats:
@@ -52,6 +58,7 @@ def build_index(annotations: Path, cache: Path | None = None) -> Path:
     source, size, mtime_ns = _key(annotations)
     coco = load_coco(annotations)
     files = [info["file_name"] for info in coco.imgs.values()]
+    sizes = [(info.get("width") or UNKNOWN_WH[0], info.get("height") or UNKNOWN_WH[1]) for info in coco.imgs.values()]
     position = {image_id: i for i, image_id in enumerate(coco.imgs)}
     people, skipped = ground_truth_people(coco, Path(), require_keypoints=True, check=False)
     keypoints = [p.keypoints.reshape(-1) for p in people]
@@ -61,6 +68,7 @@ def build_index(annotations: Path, cache: Path | None = None) -> Path:
         "size": np.array(size, dtype=np.int64),
         "mtime_ns": np.array(mtime_ns, dtype=np.int64),
         "files": np.array(files, dtype=str),
+        "sizes": np.array(sizes, dtype=np.int64).reshape(-1, 2),
         "image_ids": np.array([p.image_id for p in people], dtype=np.int64),
         "image_of": np.array([position[p.image_id] for p in people], dtype=np.int64),
         "annotation_ids": np.array([p.annotation_id for p in people], dtype=np.int64),
@@ -99,7 +107,39 @@ def _read(path: Path, key: tuple[str, int, int]) -> dict[str, np.ndarray] | None
     return arrays
 
 
-def indexed_people(annotations: Path, images: Path, cache: Path | None = None) -> tuple[list[Person], Skipped]:
+@dataclass(frozen=True)
+class PersonTable(Sequence[Person]):
+    """The people of an index as arrays; `table[i]` builds person i (equal to `ground_truth_people`'s)."""
+
+    images: Path
+    files: np.ndarray  # (F,) file names, str
+    sizes: np.ndarray  # (F, 2) width, height
+    image_ids: np.ndarray  # (N,)
+    image_of: np.ndarray  # (N,) index into files
+    annotation_ids: np.ndarray  # (N,)
+    boxes: np.ndarray  # (N, 4) x, y, w, h
+    keypoints: np.ndarray  # all persons' (x, y, v) triples, flat
+    offsets: np.ndarray  # (N + 1,) person i's keypoints are keypoints[offsets[i]:offsets[i + 1]]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, i: int) -> Person:  # type: ignore[override]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"person {i} of {len(self)}")
+        i = int(i) % len(self)
+        box = tuple(self.boxes[i].tolist())
+        points = self.keypoints[self.offsets[i] : self.offsets[i + 1]].reshape(-1, 3)
+        image = self.images / str(self.files[self.image_of[i]])
+        return Person(int(self.image_ids[i]), image, box, points, 1.0, int(self.annotation_ids[i]))
+
+    def decoded_bytes(self) -> int:
+        """Bytes of every image these people are on, decoded as RGB (what a cache of all of them holds)."""
+        used = self.sizes[np.unique(self.image_of)]
+        return int((used[:, 0] * used[:, 1]).sum() * 3)
+
+
+def indexed_people(annotations: Path, images: Path, cache: Path | None = None) -> tuple[PersonTable, Skipped]:
     """`ground_truth_people(load_coco(annotations), images)`, read from the index (built first when needed)."""
     key = _key(annotations)
     path = index_path(annotations, cache)
@@ -107,24 +147,13 @@ def indexed_people(annotations: Path, images: Path, cache: Path | None = None) -
     if arrays is None:
         arrays = _read(build_index(annotations, cache), key)
         if arrays is None:  # the file changed while it was being indexed
-            return ground_truth_people(load_coco(annotations), images)
+            arrays = _read(build_index(annotations, cache), key)
+            if arrays is None:
+                raise DataError(f"annotation file {annotations} kept changing while it was read; try again")
     else:
         Stats.reused += 1
-    names = arrays["files"].tolist()
-    check_files(names, images)
-    files = [images / name for name in names]
-    keypoints, offsets = arrays["keypoints"], arrays["offsets"]
-    people = [
-        Person(image_id, files[image], tuple(box), keypoints[start:end].reshape(-1, 3), 1.0, annotation_id)
-        for image_id, image, box, start, end, annotation_id in zip(
-            arrays["image_ids"].tolist(),
-            arrays["image_of"].tolist(),
-            arrays["boxes"].tolist(),
-            offsets[:-1].tolist(),
-            offsets[1:].tolist(),
-            arrays["annotation_ids"].tolist(),
-            strict=True,
-        )
-    ]
+    check_files(arrays["files"].tolist(), images)
+    fields = ("files", "sizes", "image_ids", "image_of", "annotation_ids", "boxes", "keypoints", "offsets")
+    table = PersonTable(Path(images), *(arrays[name] for name in fields))
     skipped = Skipped(dict(zip(arrays["skip_reasons"].tolist(), arrays["skip_counts"].tolist(), strict=True)))
-    return people, skipped
+    return table, skipped

@@ -136,6 +136,12 @@ def ground_truth_people(
     return people, skipped
 
 
+def decoded_bytes(coco: COCO, people: list[Person]) -> int:
+    """Bytes of every image the people are on, decoded as RGB (640x480 where the file gives no size)."""
+    sizes = [coco.imgs[i] for i in {p.image_id for p in people}]
+    return sum((info.get("width") or 640) * (info.get("height") or 480) * 3 for info in sizes)
+
+
 def read_json(path: str | Path, what: str):
     """A JSON file the user named (`what`: "detections file", ...), or DataError naming the file and the fault."""
     try:

@@ -5,7 +5,9 @@ seed gives the same loss and AP with 0 or N workers. The sampler hands each work
 persistent workers, started once per training, always know the epoch they are computing for.
 
 Cache budgets are per trial: with workers, each process that holds a cache gets its share, so the whole trial
-stays within the limit (see `Loading`).
+stays within the limit (see `Loading`). A cache is used only when everything it would hold fits in its share: a
+cache of part of a set read in random order hits in proportion (1 % of COCO's train2017 at 2 GiB) yet fills all
+of its memory (bench/RESULTS.md, issue 24: 1.3 GiB of a 5 GiB trial).
 """
 
 from __future__ import annotations
@@ -56,13 +58,27 @@ class Loading:
             return 0
         return max(0, cpus - 1)
 
-    def image_share(self, workers: int) -> int:
-        """Decoded-image bytes for each process that loads (training and validation workers share the budget)."""
-        return self.image_cache_bytes // max(1, 2 * workers)
+    def image_share(self, workers: int, decoded: int = 0) -> int:
+        """Decoded-image bytes for each process that loads (training and validation workers share the budget), or
+        0 when `decoded`, the bytes of every image the trial reads, does not fit in that share."""
+        share = self.image_cache_bytes // max(1, 2 * workers)
+        return share if decoded <= share else 0
 
-    def crop_share(self, workers: int) -> int:
-        """Validation-crop bytes for each process that computes validation crops."""
-        return self.crop_cache_bytes // max(1, workers)
+    def crop_share(self, workers: int, crops: int = 0) -> int:
+        """Validation-crop bytes for each process that computes validation crops, or 0 when `crops`, the bytes of
+        all validation crops, does not fit in the budget (each of the workers computes its share of them)."""
+        return self.crop_cache_bytes // max(1, workers) if crops <= self.crop_cache_bytes else 0
+
+    def describe(self, workers: int, decoded: int, crops: int) -> str:
+        """One line: which caches are on and why (for the trial's data line)."""
+
+        def one(name: str, share: int, need: int, budget: int) -> str:
+            if share:
+                return f"{name} cached ({need / MIB:,.0f} MiB)"
+            return f"{name} not cached ({need / MIB:,.0f} MiB > {budget / MIB:,.0f} MiB budget)"
+
+        images = one("images", self.image_share(workers, decoded), decoded, self.image_share(workers))
+        return f"{images}; {one('validation crops', self.crop_share(workers, crops), crops, self.crop_cache_bytes)}"
 
 
 DEFAULT_LOADING = Loading()

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
 from pose.annotation_index import indexed_people
-from pose.coco import DataError, DataSource, Person, detected_people, ground_truth_people, load_coco
+from pose.coco import DataError, DataSource, Person, decoded_bytes, detected_people, ground_truth_people, load_coco
 from pose.dataset import SHORT_AUGMENT, Augment, CropCache, ImageCache, TopDownDataset
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.device import CPU, Device
@@ -56,11 +56,16 @@ class Recipe:
 
 @dataclass
 class Data:
-    train: list[Person]
+    train: Sequence[Person]  # a PersonTable (pose.annotation_index) from load_data
     val: list[Person]
     val_coco: object
     description: str
     skipped: dict[str, str]
+    image_bytes: int = 0  # every training and validation image decoded as RGB (what a cache of all of them holds)
+
+    def crop_bytes(self, input_hw: tuple[int, int]) -> int:
+        """Bytes of all validation crops at `input_hw` as uint8 (what a cache of all of them holds)."""
+        return len(self.val) * input_hw[0] * input_hw[1] * 3
 
 
 def load_data(
@@ -94,7 +99,8 @@ def load_data(
         what = f"no detection at score >= {box_threshold} in {detections}" if detections else "no labelled person"
         raise DataError(f"{source.val.annotations}: {what} to validate on")
     description = source.description + (f", val boxes {detections} (score >= {box_threshold})" if detections else "")
-    return Data(train, val, val_coco, description, {"train": str(skipped_train), "val": str(skipped_val)})
+    skipped = {"train": str(skipped_train), "val": str(skipped_val)}
+    return Data(train, val, val_coco, description, skipped, train.decoded_bytes() + decoded_bytes(val_coco, val))
 
 
 def learning_rate(recipe: Recipe, iteration: int, total: int) -> float:
@@ -217,7 +223,7 @@ def training_batches(
     """The training batches of `recipe` (augmented, seeded, limited to `max_steps` per epoch), starting at
     `first_epoch`, with `loading`'s workers and this replica's share of every global batch."""
     workers = loading.worker_count(recipe.threads, device)
-    cache = ImageCache(loading.image_share(workers))
+    cache = ImageCache(loading.image_share(workers, data.image_bytes))
     dataset = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, recipe.seed, cache, recipe.sigma)
     per_epoch = min(math.ceil(len(dataset) / recipe.batch), recipe.max_steps or math.inf)
     limit = recipe.max_steps * recipe.batch if recipe.max_steps else None
@@ -275,7 +281,7 @@ def train(
         first_epoch = len(history)
     batches = training_batches(data, recipe, device, replicas, loading, first_epoch)
     workers, sampler, loader, per_epoch = batches.workers, batches.sampler, batches.loader, batches.per_epoch
-    crops = CropCache(loading.crop_share(workers))
+    crops = CropCache(loading.crop_share(workers, data.crop_bytes(recipe.input_hw)))
     val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=batches.cache, sigma=recipe.sigma, crops=crops)
     # Validation batches as large as the training ones: a no-grad forward of them (with its flipped copy) needs far
     # less memory than the training step, so validation never raises the trial's peak (64 did by 0.3 GB at 256x192).

@@ -9,8 +9,9 @@ import torch
 
 from blocks.fusion import fold_batch_norms
 from blocks.network import prepare_for_training
-from pose.dataset import ImageCache, TopDownDataset
+from pose.dataset import CropCache, ImageCache, TopDownDataset
 from pose.device import CPU, Device
+from pose.loading import DEFAULT_LOADING
 from pose.train import Data, Recipe, evaluate
 from pose.weights import save_model_weights
 from search_space.complexity import genome_complexity
@@ -36,9 +37,10 @@ def scoring_set(
     data: Data, recipe: Recipe, calibration: int = DEFAULT_CALIBRATION, seed: int | None = None
 ) -> ScoringSet:
     """Calibration images (seeded by `seed`, default the recipe's) and validation crops at the recipe's input."""
-    cache = ImageCache()
+    cache = ImageCache(DEFAULT_LOADING.image_share(0, data.image_bytes))
     images = calibration_images(data, recipe, calibration, recipe.seed if seed is None else seed, cache)
-    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma)
+    crops = CropCache(DEFAULT_LOADING.crop_share(0, data.crop_bytes(recipe.input_hw)))
+    val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=crops)
     return ScoringSet(images, val_set, data.val_coco)
 
 

@@ -8,10 +8,11 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pose.annotation_index import Stats, index_path, indexed_people
-from pose.coco import DataError, ground_truth_people, load_coco, parse_data
+from pose.coco import DataError, Skipped, decoded_bytes, ground_truth_people, load_coco, parse_data
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from pose.train import load_data
 
@@ -120,3 +121,29 @@ def test_load_data_trains_on_the_indexed_people(tmp_path, monkeypatch):
     people, skipped = ground_truth_people(load_coco(ANN), MINI)
     assert _records((data.train, skipped)) == _records((people, skipped))
     assert data.skipped["train"] == str(skipped)
+
+
+def test_the_people_are_arrays_not_python_objects(tmp_path):
+    """A worker forked from the trial only reads the table: it holds numpy arrays (no per-person objects whose
+    reference counts would copy their pages into every worker), and each lookup builds a fresh Person."""
+    table, _ = indexed_people(ANN, MINI, tmp_path)
+    assert all(isinstance(value, (np.ndarray, Path)) for value in vars(table).values())
+    assert all(value.dtype != object for value in vars(table).values() if isinstance(value, np.ndarray))
+    assert _records(([table[0]], Skipped())) == _records(([table[0]], Skipped())) and table[0] is not table[0]
+    assert _records(([table[-1]], Skipped())) == _records(([table[len(table) - 1]], Skipped()))
+    with pytest.raises(IndexError):
+        table[len(table)]
+
+
+def test_decoded_bytes_count_each_image_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path))
+    table, _ = indexed_people(ANN, MINI, tmp_path)
+    coco = load_coco(ANN)
+    on = {p.image_id for p in table}
+    assert len(on) < len(table)  # several persons share an image, and are counted once
+    expected = sum(coco.imgs[i]["width"] * coco.imgs[i]["height"] * 3 for i in on)
+    assert table.decoded_bytes() == expected
+    people, _ = ground_truth_people(coco, MINI)
+    assert decoded_bytes(coco, people) == expected
+    data = load_data(parse_data(f"{ANN}:{MINI}"))
+    assert data.image_bytes == 2 * expected  # the mini set validates on its training file

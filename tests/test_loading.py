@@ -91,6 +91,29 @@ def test_each_loading_process_gets_its_share_of_the_budgets():
     assert (loading.image_share(0), loading.crop_share(0)) == (1000, 100)  # one process holds both
 
 
+def test_a_cache_is_used_only_when_all_it_would_hold_fits():
+    """A cache of part of a set read in random order hits in proportion but fills all its memory: off instead."""
+    loading = Loading(workers=2, image_cache_bytes=1000, crop_cache_bytes=100)
+    assert [loading.image_share(2, decoded) for decoded in (0, 250, 251)] == [250, 250, 0]
+    assert [loading.image_share(0, decoded) for decoded in (1000, 1001)] == [1000, 0]
+    assert [loading.crop_share(2, crops) for crops in (100, 101)] == [50, 0]  # each worker holds half the crops
+    assert loading.describe(2, 251, 100) == "images not cached (0 MiB > 0 MiB budget); validation crops cached (0 MiB)"
+
+
+def test_a_trial_sizes_its_caches_from_its_data(mini_data, monkeypatch):
+    """train() passes the data's decoded bytes and its validation crops' bytes to the budgets."""
+    made = []
+    monkeypatch.setattr(pose.train, "ImageCache", lambda limit: made.append(("images", limit)) or ImageCache(limit))
+    monkeypatch.setattr(pose.train, "CropCache", lambda limit: made.append(("crops", limit)) or CropCache(limit))
+    fits = Loading(workers=0, image_cache_bytes=mini_data.image_bytes, crop_cache_bytes=2**30)
+    short = Loading(
+        workers=0, image_cache_bytes=mini_data.image_bytes - 1, crop_cache_bytes=mini_data.crop_bytes((64, 64)) - 1
+    )
+    for loading in (fits, short):
+        train(TINY, mini_data, replace(RECIPE, epochs=1, max_steps=1), quiet=True, loading=loading)
+    assert made == [("images", mini_data.image_bytes), ("crops", 2**30), ("images", 0), ("crops", 0)]
+
+
 def test_validation_crops_are_uint8_kept_within_their_limit_and_recomputed_beyond(mini_data):
     crop_bytes = 64 * 64 * 3
     limited = TopDownDataset(mini_data.val, (64, 64), False, crops=CropCache(max_bytes=5 * crop_bytes - 1))

@@ -245,6 +245,8 @@ def train_command(args: argparse.Namespace) -> dict:
         f"skipped: train {data.skipped['train']}, val {data.skipped['val']}",
         file=sys.stderr,
     )
+    workers = loading.worker_count(recipe.threads, device)
+    print(f"caches: {loading.describe(workers, data.image_bytes, data.crop_bytes(recipe.input_hw))}", file=sys.stderr)
     if args.ddp is None:
         result = train(genome, data, recipe, out, device=device, loading=loading, initial=initial)
     else:
