@@ -6,8 +6,8 @@ persistent workers, started once per training, always know the epoch they are co
 
 Cache budgets are per trial: with workers, each process that holds a cache gets its share, so the whole trial
 stays within the limit (see `Loading`). A cache is used only when everything it would hold fits in its share: a
-cache of part of a set read in random order hits in proportion (1 % of COCO's train2017 at 2 GiB) yet fills all
-of its memory (bench/RESULTS.md, issue 24: 1.3 GiB of a 5 GiB trial).
+cache of part of a set read in random order hits in proportion (about 2 % of COCO's train2017 at 2 GiB) yet fills all
+of its memory (bench/RESULTS.md, issue 24: a 5 GiB trial became 2.8 GiB).
 """
 
 from __future__ import annotations
