@@ -25,7 +25,7 @@ from analysis.tables import to_terminal, write_tables
 from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import AblationOptions, OneShot, hw_text, say
 from nas.progress import SearchProgress
-from nas.ray_common import quiet_console, recipe_config
+from nas.ray_common import REUSE_ACTORS, quiet_console, recipe_config
 from nas.supernet_run import RESULT
 from nas.tracking import SearchTracker
 from nas.trial import row_trial
@@ -242,7 +242,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
                 trainable,
                 param_space=config,
                 tune_config=tune.TuneConfig(
-                    num_samples=1, max_concurrent_trials=concurrency, reuse_actors=supernet is not None
+                    num_samples=1, max_concurrent_trials=concurrency, reuse_actors=REUSE_ACTORS
                 ),
                 run_config=run_config,
             )

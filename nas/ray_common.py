@@ -22,6 +22,11 @@ from pose.synthetic import default_cache_dir
 from pose.train import Recipe
 
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+# Tune's reuse_actors for every job: a finished trial's process (Python, torch and Ray imported; a loaded supernet)
+# runs the next trial instead of a new process being started and imported. Every trial seeds and sets up its own
+# state; a failed trial's process is never reused. 8 tiny trainings of `hrnas bench truth` took 44 s instead of
+# 84 s (bench/RESULTS.md, issue 24).
+REUSE_ACTORS = True
 # Loggers whose INFO lines are noise to a user of hrnas (shown with --verbose).
 RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
 NOISY_LOGGERS = ("alembic", "mlflow", "ray", "ray.tune", "ray.train", "filelock")

@@ -24,7 +24,7 @@ from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import SearchOptions, say
 from nas.progress import SearchProgress
-from nas.ray_common import quiet_console
+from nas.ray_common import REUSE_ACTORS, quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.signal_fidelity import state_fidelity
@@ -146,7 +146,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
                     num_samples=options.trials,
                     max_concurrent_trials=concurrency,
                     scheduler=scheduler_for(options),
-                    reuse_actors=supernet is not None,  # a worker keeps its loaded supernet for the next genome
+                    reuse_actors=REUSE_ACTORS,  # a worker keeps its loaded supernet for the next genome
                 ),
                 run_config=run_config,
             )
@@ -201,7 +201,7 @@ def confirm_front(
         return tune.Tuner(
             trainable,
             param_space=config,
-            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency),
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency, reuse_actors=REUSE_ACTORS),
             run_config=run_config,
         )
 

@@ -23,7 +23,14 @@ from fidelity.sample import Member
 from fidelity.signals import line as signal_line
 from fidelity.truth import Job, TruthRecipe, append, lines_of
 from nas.options import say
-from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
+from nas.ray_common import (
+    EXIT_INTERRUPTED,
+    REUSE_ACTORS,
+    quiet_console,
+    ray_instance,
+    recipe_config,
+    recipe_from_config,
+)
 from pose.coco import parse_data
 from pose.device import resolve_device
 from pose.train import load_data, train
@@ -199,7 +206,7 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
         tuner = tune.Tuner(
             trainable,
             param_space={"job": tune.grid_search(configs)},
-            tune_config=tune.TuneConfig(num_samples=1),
+            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(
                 name=signal or "truth",
                 storage_path=str(folder / "tune"),
