@@ -50,8 +50,9 @@ def quiet_console(verbose: bool) -> None:
 # Fault injection for the test suite and for trying the failure path by hand: HRNAS_FAULTS is a `;`-separated
 # list of `KIND:PATTERN`; a trial whose compact genome contains PATTERN crashes (`crash`) or trains with an
 # infinite learning rate (`nan`: the weights blow up, the loss becomes NaN and training stops with an error), or
-# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop);
-# `driver` crashes the search's driver when its searcher hands that genome out.
+# reports its AP lowered by 1 (`poor`: a trial worse than every other, which an early-stopping scheduler must stop),
+# or waits a minute after each epoch (`slow`: a trial still running when a test interrupts it); `driver` crashes the
+# search's driver when its searcher hands that genome out.
 FAULTS_ENV = "HRNAS_FAULTS"
 
 

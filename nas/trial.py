@@ -49,6 +49,8 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and v is not None}
         if fault == "poor":
             metrics["ap"] -= 1.0
+        if fault == "slow":
+            time.sleep(SLOW_FAULT_SECONDS)
         return {**metrics, **fixed, "epochs_total": recipe.epochs, "complete": record["epoch"] >= recipe.epochs}
 
     if ddp_workers > 1:
@@ -66,6 +68,7 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
     )  # fmt: skip
 
 
+SLOW_FAULT_SECONDS = 60.0  # the `slow` fault's wait after each epoch: a trial still running when a test stops it
 LATENCY_SECONDS = 1.0  # timed seconds of a trial's latency measurement (on the trial's own CPUs)
 
 

@@ -431,12 +431,14 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     space = tmp_path / "two.yaml"
     space.write_text(f"name: two\nbase: {base}\ngenes:\n  width: [8, 12]\n")
     env = environment(tmp_path)
-    # Six epochs: a one-epoch trial on coco-mini can end before the signal lands on an idle machine.
-    epochs = 6
+    # The first run's trials wait a minute after each epoch (fault `slow`), so the signal lands while one runs; the
+    # resumed run trains without the fault.
+    epochs = 2
     command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2", "--epochs", str(epochs))
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err:
-        driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+        slow = {**env, "HRNAS_FAULTS": "slow:stem="}
+        driver = subprocess.Popen(command, cwd=ROOT, env=slow, stdout=subprocess.DEVNULL, stderr=err,
                                   start_new_session=True)  # fmt: skip
     try:
         wait_for(lambda: " start " in err_path.read_text(), 300, "a running trial")
