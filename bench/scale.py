@@ -2,9 +2,10 @@
 
 Builds (once, in the cache folder) a COCO-format set the size of COCO's person keypoints: 150,000 training and 6,000
 validation persons, from one of two sources (`--source`):
-- `photos` (default): the real COCO photos and persons of a small COCO folder (`../shared/data/coco-mini`: 4 photos,
-  11 persons with keypoints), each photo repeated under as many distinct file names (hard links) as it takes, its
-  persons with it. Every image entry is a distinct file, as in COCO, so decoded-image caches fill as they would;
+- `photos` (default): the real COCO photos and persons of a small COCO folder (`tests/data/coco-mini`, a copy of
+  `../shared/data/coco-mini`: 4 photos, 11 persons with keypoints), each photo repeated under as many distinct file
+  names (hard links) as it takes, its persons with it. Every image entry is a distinct file, as in COCO, so
+  decoded-image caches fill as they would;
 - `drawn`: ~118,000 + ~4,700 image entries that all name 6 drawn 640x480 JPEGs (a cache holds all 6).
 Then, for each worker count, runs as a subprocess
 
@@ -51,7 +52,7 @@ from search_space.complexity import parse_input_size
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = 1  # bump when the generated set changes
 FILES = 6  # distinct drawn JPEGs behind all image entries (source `drawn`)
-PHOTOS = ROOT.parent / "shared" / "data" / "coco-mini"  # the default folder of source `photos`
+PHOTOS = ROOT / "tests" / "data" / "coco-mini"  # the default folder of source `photos`
 IMAGE_WH = (640, 480)
 IMAGES_PER_PERSON = 118_287 / 149_813  # COCO train2017: image entries per person annotation
 VAL_SHARE = 25  # one validation person per 25 training persons (6,000 for 150,000)
@@ -154,7 +155,7 @@ def _photos(work: Path, persons: int, seed: int, photos: Path = PHOTOS) -> None:
     files = [json.loads(f.read_text()) for f in sorted(photos.glob("*.json"))] if photos.is_dir() else []
     source = next((f for f in files if isinstance(f, dict) and "annotations" in f), None)  # not a detections list
     if source is None:
-        raise SystemExit(f"no COCO folder at {photos} (../shared beside the checkout): use --source drawn")
+        raise SystemExit(f"no COCO person-keypoints file in {photos}: use --source drawn")
     for name, count, prefix, first_id in (("train", persons, "t", 1), ("val", _validation(persons), "v", 10**7)):
         split = _repeat_photos(source, photos, work / "images", count, prefix, first_id)
         (work / "annotations" / f"person_keypoints_{name}.json").write_text(json.dumps(split))

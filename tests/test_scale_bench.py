@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.scale import FILES, IMAGES_PER_PERSON, coco_sized, tree_pss
+from bench.scale import FILES, IMAGES_PER_PERSON, PHOTOS, coco_sized, tree_pss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +62,18 @@ def test_scale_benchmark_runs_at_a_smoke_size(tmp_path):
         assert 0.1 < row["peak_main_gib"] <= row["peak_gib"] < 3 and row["data_img_s"] > 0 and 0 <= row["ap"] <= 1
     assert figures["model_img_s"] > 0 and figures["index_build_s"] > 0
     assert "start-up <= 30 s" in done.stdout and "peak <= 3 GiB" in done.stdout
+
+
+def test_photos_set_repeats_real_photos_under_distinct_names(tmp_path):
+    """Source `photos`: every image entry is a file of its own (as in COCO, so caches fill as they would), each a
+    link to one of the real photos, with that photo's persons."""
+    root = coco_sized(tmp_path, 30, source="photos")
+    train = json.loads((root / "annotations/person_keypoints_train.json").read_text())
+    names = [image["file_name"] for image in train["images"]]
+    assert len(train["annotations"]) == 30 and len(set(names)) == len(names) > 4
+    originals = {p.name: p.read_bytes() for p in PHOTOS.glob("*.jpg")}
+    assert all((root / "images" / n).read_bytes() == originals[n.split("-", 1)[1]] for n in names)
+    source = json.loads((PHOTOS / "test_coco.json").read_text())
+    real = {tuple(a["keypoints"]) for a in source["annotations"] if a["num_keypoints"] > 0}
+    assert all(tuple(a["keypoints"]) in real for a in train["annotations"])
+    assert len({a["id"] for a in train["annotations"]}) == 30
