@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_search import MINI_DATA, ROOT, environment, free_port
+from tests.ray_head import free_port
+from tests.test_search import MINI_DATA, ROOT, environment
 
 TRIALS = 3
 # Two presets (litehrnet-18, wider-naive-litehrnet-18) are points of this space and fit the budget: the search

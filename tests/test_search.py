@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, pareto_front
+from tests.ray_head import start_head, stop_head
 from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,11 +59,15 @@ def search_command(tmp_path, space_file, *extra):
     ]  # fmt: skip
 
 
-def environment(tmp_path, **extra):
+def environment(tmp_path, ray_address: str | None = None, **extra):
+    """The searches' environment: a private local Ray, or with `ray_address` the test process's shared head (the
+    `ray_head` fixture), which hrnas joins through RAY_ADDRESS as Ray's own tools do."""
     # One complexity cache for the test session (the presets are counted once, not once per search); it is keyed
     # by genome and input, and written atomically.
     env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"), **extra)
     env.pop("RAY_ADDRESS", None)
+    if ray_address:
+        env.update(RAY_ADDRESS=ray_address, RAY_AUTH_MODE="token")
     return env
 
 
@@ -218,56 +222,23 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, s
     assert "resuming the search" in done.stderr
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_search_on_an_existing_ray_head(tmp_path, space_file):
     """The head is started with another cache folder than the driver's: the trials it runs must still use the
     driver's (it travels in the job's runtime environment), or each node would generate and index its own data."""
-    port = free_port()
     temp = Path("/tmp") / f"hrnas-test-head-{os.getpid()}"
     env = environment(tmp_path, RAY_AUTH_MODE="token")
     head_cache = tmp_path / "head-cache"
-    started = subprocess.run(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--node-ip-address", "127.0.0.1",
-         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", str(temp),
-         "--disable-usage-stats"],
-        env={**env, "HRNAS_CACHE": str(head_cache)}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    address, started = start_head(temp, 2, {**env, "HRNAS_CACHE": str(head_cache)})
     try:
         assert started.returncode == 0, started.stderr[-2000:]
-        done = run_search(tmp_path, space_file, "--trials", "2", "--address", f"127.0.0.1:{port}", env=env)
+        done = run_search(tmp_path, space_file, "--trials", "2", "--address", address, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         _, runs = children(tmp_path, summary)
         assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
         assert not head_cache.exists()
     finally:
-        stop_processes_using(str(temp))
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def stop_processes_using(marker: str) -> None:
-    """Stop the Ray head this test started, by PID (TERM, then KILL): never `ray stop`, which kills every Ray."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 0)):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.time() + wait
-        while wait and time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-            time.sleep(0.5)
+        stop_head(temp)
 
 
 @pytest.mark.parametrize(
@@ -361,8 +332,8 @@ def test_bad_data_is_one_line_before_any_trial(tmp_path, space_file, capsys, fau
     assert not (tmp_path / "runs" / "t" / "search.json").exists()  # nothing started: no parent run, no Ray
 
 
-def test_a_search_whose_every_trial_fails_exits_with_one_line(tmp_path, space_file):
-    env = environment(tmp_path, HRNAS_FAULTS="crash:modules=1,1,1")
+def test_a_search_whose_every_trial_fails_exits_with_one_line(tmp_path, space_file, ray_head):
+    env = environment(tmp_path, ray_head, HRNAS_FAULTS="crash:modules=1,1,1")
     done = run_search(tmp_path, space_file, "--trials", "2", env=env)
     assert done.returncode == 2, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
@@ -420,6 +391,15 @@ def test_more_cpus_per_trial_than_any_node_has_is_an_error_before_any_trial(tmp_
     assert "cluster only has" not in done.stderr and time.time() - started < 120
     assert not list((tmp_path / "runs").glob("t/tune/t/train_trial_*"))  # no trial
     assert not (tmp_path / "runs" / "t" / "search.json").exists()  # and no search to resume: fix and run again
+
+
+def test_ray_address_in_the_environment_is_the_default_address(tmp_path, space_file, ray_head):
+    """As for Ray's own tools, $RAY_ADDRESS is the cluster to join when --address is not given: the check of the
+    trials' resources runs against that cluster (the test process's shared head), not a new local instance."""
+    cpus = str(max(4, 2 * (os.cpu_count() or 1)))
+    done = run_search(tmp_path, space_file, "--cpus-per-trial", cpus, env=environment(tmp_path, ray_head), timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"--cpus-per-trial {cpus}: no node of {ray_head}" in done.stderr
 
 
 def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
@@ -480,14 +460,14 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     assert not list((tmp_path / "runs" / "t" / "tune").rglob("checkpoint.pt"))  # finished trials keep no checkpoint
 
 
-def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path):
+def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path, ray_head):
     """--scheduler asha --epochs 2: rung at epoch 1. Trials run one at a time (all CPUs per trial) in the seeded
     sampler's order, width 12 then width 16; width 16 reports an AP far below (fault `poor`), so ASHA stops it."""
     base = tmp_path / "tiny-base.yaml"
     base.write_text(BASE)
     space = tmp_path / "three.yaml"
     space.write_text(f"name: three\nbase: {base}\ngenes:\n  width: [8, 12, 16]\n")
-    env = environment(tmp_path, HRNAS_FAULTS="poor:width=16 ")
+    env = environment(tmp_path, ray_head, HRNAS_FAULTS="poor:width=16 ")
     cpus = str(os.cpu_count() or 1)
     done = run_search(tmp_path, space, "--budget", "100M", "--trials", "2", "--epochs", "2", "--scheduler", "asha",
                       "--cpus-per-trial", cpus, env=env)  # fmt: skip

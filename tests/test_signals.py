@@ -46,38 +46,38 @@ def test_signal_names_are_a_registry_with_one_shot_lengths():
         signal_spec("zen")
 
 
-def environment(tmp_path) -> dict:
-    env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"))
-    env.pop("RAY_ADDRESS", None)
-    return env
+def environment(tmp_path, ray_address: str) -> dict:
+    """The commands join the test process's shared Ray head (fixture `ray_head`) through RAY_ADDRESS."""
+    return dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"), RAY_ADDRESS=ray_address,
+                RAY_AUTH_MODE="token")  # fmt: skip
 
 
-def hrnas(tmp_path, *args) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "hrnas.cli", *args], cwd=ROOT, env=environment(tmp_path),
+def hrnas(tmp_path, ray_address: str, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "hrnas.cli", *args], cwd=ROOT, env=environment(tmp_path, ray_address),
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
-def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys):
+def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_head):
     base, space = tmp_path / "base.yaml", tmp_path / "space.yaml"
     base.write_text(TINY_BASE)
     space.write_text(f"name: tiny\nbase: {base}\ngenes: {{width: [8, 12, 16], block: [shuffle, weighting]}}\n")
     truth = tmp_path / "truth.jsonl"
     tiny = ["--space", str(space), "--max-steps", "2"]
-    hrnas(tmp_path, "bench", "truth", *tiny, "--budget", "1G", "--genomes", "5", "--strata", "1", "--seeded", "2",
-          "--convergence", "1", "--epochs", "1", "--input", "64x64", "--out", str(truth),
+    hrnas(tmp_path, ray_head, "bench", "truth", *tiny, "--budget", "1G", "--genomes", "5", "--strata", "1",
+          "--seeded", "2", "--convergence", "1", "--epochs", "1", "--input", "64x64", "--out", str(truth),
           "--folder", str(tmp_path / "truth"))  # fmt: skip
     assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == "synthetic"
     signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep"]
     run = ["bench", "signals", "--truth", str(truth), *tiny, "--subset", "5", "--folder", str(tmp_path / "signals")]
-    hrnas(tmp_path, *run, *(f"--signal={s}" for s in signals))
+    hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))
     lines = [json.loads(t) for t in (tmp_path / "signals.jsonl").read_text().splitlines()]
     counts = {s: sum(d["signal"] == s for d in lines) for s in signals}
     assert counts == {"flops": 5, "synflow": 10, "naswot": 10, "grad-norm": 10, "snip": 10, "trials-1": 5,
                       "one-shot-1ep": 5}  # fmt: skip
     assert all(set(d) == {"signal", "genome", "seed", "score", "cpu_seconds"} for d in lines)
-    again = hrnas(tmp_path, *run, *(f"--signal={s}" for s in signals))  # nothing computed twice
+    again = hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))  # nothing computed twice
     assert len((tmp_path / "signals.jsonl").read_text().splitlines()) == len(lines)
     assert "trials-1: 0 to compute" in again.stderr
     code, out, err = run_script(capsys, "fidelity", "--truth", str(truth), "--json")

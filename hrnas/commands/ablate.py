@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hrnas.commands.trial_options import add_one_shot_arguments, add_trial_resource_arguments
+from hrnas.commands.trial_options import add_address_argument, add_one_shot_arguments, add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
 from nas.options import AblationArgs, describe_command
 from search_space.ablation import available_tables
@@ -43,7 +43,7 @@ def build_parser() -> Parser:
     p.add_argument("--complexity-only", action="store_true", help="print the complexity columns, train nothing")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_trial_resource_arguments(p, "row")
-    p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
+    add_address_argument(p, "the rows")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip
     p.add_argument("--experiment", default=DEFAULTS.experiment, help=f"MLflow experiment (default "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fidelity.sample import Member, coverage, population, stratified
 from fidelity.truth import Plan, TruthError, TruthRecipe, check_recipe, finished, read_lines, write_sample
+from hrnas.commands.trial_options import add_address_argument
 from hrnas.errors import Parser, run_command
 from pose.coco import absolute_data, parse_data
 from pose.train import Recipe
@@ -51,7 +52,7 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=int, default=1, help="CPUs of each training (trials run side by side)")
     p.add_argument("--out", default="runs/truth/truth.jsonl", help="the truth JSONL file (appended to)")
     p.add_argument("--folder", default="runs/truth", help="trainings in flight and kept checkpoints")
-    p.add_argument("--address", default=None, help="a Ray cluster to run on (default: a private local instance)")
+    add_address_argument(p, "the trainings")
     p.add_argument("--plan", action="store_true", help="print the sample and the trainings left, train nothing")
     p.add_argument("--verbose", action="store_true", help="Ray's and Tune's own output too")
     return p

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hrnas.commands.trial_options import add_one_shot_arguments, add_trial_resource_arguments
+from hrnas.commands.trial_options import add_address_argument, add_one_shot_arguments, add_trial_resource_arguments
 from hrnas.errors import Parser, run_command
 from nas.options import CONFIRM_STARTS, OBJECTIVES, SAMPLERS, SCHEDULERS, SEARCH_FIDELITY, SearchArgs, describe_command
 from pose.train import Recipe
@@ -74,7 +74,7 @@ def build_parser() -> Parser:
     add_trial_resource_arguments(p, "trial")
     p.add_argument("--scheduler", default=DEFAULTS.scheduler, choices=list(SCHEDULERS), help="fifo (every trial "
                    "trains to the end, default) or asha (early stopping at equal epochs)")  # fmt: skip
-    p.add_argument("--address", default=None, help="HOST:PORT of an existing Ray cluster (default: local Ray)")
+    add_address_argument(p, "the trials")
     p.add_argument("--tracking-uri", default=None, help="MLflow server http://HOST:PORT (default: SQLite file "
                    "<storage>/mlflow.db)")  # fmt: skip
     p.add_argument("--experiment", default=DEFAULTS.experiment, help=f"MLflow experiment and search folder name "

@@ -24,6 +24,7 @@ from fidelity.report import default_signals_file
 from fidelity.sample import Member
 from fidelity.signals import ONE_SHOT_SCORES, SIGNALS, SignalSpec, counted, genomes_for, line, proxy, signal_spec, timed
 from fidelity.truth import Job, TruthError, TruthRecipe, append, read_lines, read_sample, sample_file
+from hrnas.commands.trial_options import add_address_argument
 from hrnas.errors import Parser, run_command
 from pose.coco import parse_data
 from pose.train import Recipe, load_data
@@ -43,7 +44,7 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=int, default=1, help="CPUs of each computation or training (default 1)")
     p.add_argument("--device", default="cpu", help="where trained signals train (cpu, cuda, auto)")
     p.add_argument("--folder", default="runs/signals", help="trainings in flight, supernets, the latency table")
-    p.add_argument("--address", default=None, help="a Ray cluster for the trained signals (default: local)")
+    add_address_argument(p, "the trained signals")
     p.add_argument(
         "--max-steps",
         type=int,

@@ -4,12 +4,20 @@ shared by `hrnas search` and `hrnas ablate`."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from nas.options import STRATEGIES, TRIAL_DEVICES, OneShotArgs, RunArgs
 from pose.device import AMPS
 
 DEFAULTS = RunArgs()
 ONE_SHOT = OneShotArgs()
+
+
+def add_address_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """--address HOST:PORT of the Ray cluster that runs `what`; its default is $RAY_ADDRESS, as for Ray's own tools,
+    else a private local Ray instance."""
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None, help=f"HOST:PORT of the Ray cluster "
+                   f"that runs {what} (default: $RAY_ADDRESS, else a private local Ray)")  # fmt: skip
 
 
 def add_trial_resource_arguments(p: argparse.ArgumentParser, unit: str) -> None:
