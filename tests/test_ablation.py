@@ -131,11 +131,11 @@ def test_unknown_table_lists_the_tables(capsys):
     assert code == 2 and "lite-hrnet" in err and "unknown table 'nope'" in err
 
 
-def test_ablation_trains_every_row_into_mlflow_and_resumes_without_duplicates(tmp_path):
+def test_ablation_trains_every_row_into_mlflow_and_resumes_without_duplicates(tmp_path, ray_head):
     table = tmp_path / "tiny.yaml"
     table.write_text(TINY)
-    env = {**os.environ, "HRNAS_CACHE": str(tmp_path / "cache")}
-    env.pop("RAY_ADDRESS", None)
+    # the rows run on the test process's shared Ray head (fixture ray_head), joined through RAY_ADDRESS
+    env = {**os.environ, "HRNAS_CACHE": str(tmp_path / "cache"), "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "token"}
     args = ["--table", str(table), "--data", MINI_DATA, "--input", "64x64", "--storage", str(tmp_path / "runs"),
             "--json"]  # fmt: skip
     done = ablate(*args, env=env)

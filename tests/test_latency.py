@@ -175,7 +175,7 @@ def test_complexity_without_arch_says_what_to_give(capsys):
     assert code == 2 and "--arch: give a preset or a genome file" in err
 
 
-def test_latency_budget_three_objective_search_end_to_end(tmp_path, space_file, monkeypatch):
+def test_latency_budget_three_objective_search_end_to_end(tmp_path, space_file, monkeypatch, ray_head):
     """A latency budget between the tiny space's genomes and a three-objective front: no trained genome's predicted
     latency over the budget, every run measured, and the front and hypervolume MLflow holds recomputed by brute
     force."""
@@ -188,7 +188,7 @@ def test_latency_budget_three_objective_search_end_to_end(tmp_path, space_file, 
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("HRNAS_CACHE", str(cache))
-    env = {**environment(tmp_path), "HRNAS_CACHE": str(cache)}
+    env = {**environment(tmp_path, ray_head), "HRNAS_CACHE": str(cache)}
     space = SearchSpace.from_file(space_file)
     setting = Setting(runtime="torch")  # onnxruntime's exports would triple the time (its path: the tests above)
     table, _ = fit_space(space, setting, {}, count=4)  # what the search would fit itself, fitted here to see it
