@@ -43,8 +43,8 @@ def summary_of(done) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp_path, space_file):
-    done = run_one_shot(tmp_path, space_file, "--evaluations", "4")
+def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp_path, space_file, ray_head):
+    done = run_one_shot(tmp_path, space_file, "--evaluations", "4", env=environment(tmp_path, ray_head))
     summary = summary_of(done)
     assert summary["strategy"] == "one-shot" and summary["supernet_reused"] is False
     folder = Path(summary["supernet"])
@@ -77,7 +77,7 @@ def test_one_shot_search_end_to_end_then_a_second_budget_reuses_the_supernet(tmp
     again = subprocess.run(
         [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "2", *CONFIRM), "--budget", "35MFLOPs",
          "--experiment", "t2"],
-        cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=environment(tmp_path, ray_head), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     second = summary_of(again)
     assert second["supernet"] == str(folder) and second["supernet_reused"] is True
@@ -132,7 +132,7 @@ def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, spac
         assert trial_id in trial_ids and client.get_run(run_id).info.status == "FINISHED"
 
 
-def test_one_shot_table_scores_rows_in_the_space_and_trains_the_others(tmp_path, space_file):
+def test_one_shot_table_scores_rows_in_the_space_and_trains_the_others(tmp_path, space_file, ray_head):
     """`ablate.py --strategy one-shot`: the tiny table's first row is the tiny space's base genome (scored with the
     supernet), its second switches off cross-resolution weighting, which the space does not hold (trained)."""
     from tests.test_ablation import TINY
@@ -143,7 +143,8 @@ def test_one_shot_table_scores_rows_in_the_space_and_trains_the_others(tmp_path,
         sys.executable, "experiments/ablate.py", "--table", str(table), "--data", MINI_DATA, "--input", "64x64",
         "--storage", str(tmp_path / "runs"), "--json", "--space", str(space_file), *ONE_SHOT,
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    env = environment(tmp_path, ray_head)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     summary = summary_of(done)
     rows = {r["row"]: r for r in summary["rows"]}
     assert rows["small"]["signal"] == "inherited" and rows["small without cross"]["signal"] == "trained"
