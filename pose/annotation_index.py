@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pose.coco import DataError, Person, Skipped, check_files, ground_truth_people, load_coco
+from pose.coco import DataError, Person, Skipped, check_files, ground_truth_people, image_wh, load_coco
 from pose.synthetic import default_cache_dir
 
 FORMAT = 2  # bump when the arrays below change meaning; older indexes are then rebuilt
@@ -29,7 +29,6 @@ FIELDS = (
     *("format", "source", "size", "mtime_ns", "files", "sizes", "image_ids", "image_of", "annotation_ids", "boxes"),
     *("keypoints", "offsets", "skip_reasons", "skip_counts"),
 )
-UNKNOWN_WH = (640, 480)  # an image entry without width and height counts as COCO's most common size
 
 
 class Stats:
@@ -58,7 +57,7 @@ def build_index(annotations: Path, cache: Path | None = None) -> Path:
     source, size, mtime_ns = _key(annotations)
     coco = load_coco(annotations)
     files = [info["file_name"] for info in coco.imgs.values()]
-    sizes = [(info.get("width") or UNKNOWN_WH[0], info.get("height") or UNKNOWN_WH[1]) for info in coco.imgs.values()]
+    sizes = [image_wh(info) for info in coco.imgs.values()]
     position = {image_id: i for i, image_id in enumerate(coco.imgs)}
     people, skipped = ground_truth_people(coco, Path(), require_keypoints=True, check=False)
     keypoints = [p.keypoints.reshape(-1) for p in people]

@@ -136,10 +136,18 @@ def ground_truth_people(
     return people, skipped
 
 
+UNKNOWN_WH = (640, 480)  # an image entry without width and height counts as COCO's most common size
+
+
+def image_wh(info: dict) -> tuple[int, int]:
+    """An image entry's width and height (UNKNOWN_WH where the file gives none)."""
+    return info.get("width") or UNKNOWN_WH[0], info.get("height") or UNKNOWN_WH[1]
+
+
 def decoded_bytes(coco: COCO, people: list[Person]) -> int:
-    """Bytes of every image the people are on, decoded as RGB (640x480 where the file gives no size)."""
-    sizes = [coco.imgs[i] for i in {p.image_id for p in people}]
-    return sum((info.get("width") or 640) * (info.get("height") or 480) * 3 for info in sizes)
+    """Bytes of every image the people are on, decoded as RGB."""
+    sizes = [image_wh(coco.imgs[i]) for i in {p.image_id for p in people}]
+    return sum(w * h * 3 for w, h in sizes)
 
 
 def read_json(path: str | Path, what: str):
