@@ -162,13 +162,30 @@ class Appender(tune.Callback):
             return
         append(self.path, json.loads(lines_file.read_text()))
         self.progress.finished += 1
-        if config["keep"]:
-            (self.folder / KEPT).mkdir(parents=True, exist_ok=True)
-            shutil.move(str(out / "checkpoint.pt"), self.folder / KEPT / f"{out.name}.pt")
-        shutil.rmtree(out, ignore_errors=True)
+        free(out, self.folder, config["keep"])
         say(f"[{self.progress.finished}/{self.progress.trainings} trainings] finished "
             f"{config['preset'] or config['genome'][:48]} seed {config['seed']} {config['kind']}: "
             f"final AP {trial.last_result.get('ap', float('nan')):.3f}; appended to {self.path}")  # fmt: skip
+
+
+def free(out: Path, folder: Path, keep: bool) -> None:
+    """Free the folder of a training whose lines are in the file, keeping its final checkpoint if asked."""
+    if keep and (out / "checkpoint.pt").is_file():
+        (folder / KEPT).mkdir(parents=True, exist_ok=True)
+        shutil.move(str(out / "checkpoint.pt"), folder / KEPT / f"{out.name}.pt")
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def free_appended(folder: Path, pending: set[str], keep: set[str], signal: str | None) -> None:
+    """Finish what a driver killed between appending a training's lines and freeing its folder left behind: the
+    folders of this kind of run's trainings that wrote their lines (so ended) and are not pending (so were
+    appended)."""
+    for out in sorted((folder / TRAININGS).glob("*")):
+        if out.name in pending or not (out / LINES).is_file():
+            continue
+        lines = json.loads((out / LINES).read_text())
+        if lines and (lines[0].get("signal") == signal):
+            free(out, folder, lines[0]["genome"] in keep)
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,7 @@ def run(jobs: list[Job], path: Path, place: Place, keep: set[str], signal: str |
     os.environ.setdefault("TUNE_RESULT_BUFFER_LENGTH", "1")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     shutil.rmtree(folder / "tune" / (signal or "truth"), ignore_errors=True)  # the JSONL is the state, not Tune's
+    free_appended(folder, {Path(c["out"]).name for c in configs}, keep, signal)
     with ray_instance(folder, place.address, verbose):
         import ray
 

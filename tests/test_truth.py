@@ -218,3 +218,29 @@ def test_a_truth_stopped_by_ctrl_c_then_sigkill_goes_on_without_duplicates_and_s
     assert len(read_lines(tmp_path / "truth.jsonl")) == len(lines)
     kept = list((tmp_path / "run" / "checkpoints").glob("*.pt"))
     assert kept and not list((tmp_path / "run" / "trainings").glob("*"))  # the largest genome's, nothing in flight
+
+
+def test_a_driver_killed_between_appending_and_freeing_leaves_nothing_behind_on_the_next_run(tmp_path):
+    """The state a SIGKILL between `append` and freeing the folder leaves (seen once in the suite): the next run
+    frees the appended trainings' folders, moves a kept genome's final checkpoint, and leaves pending ones alone."""
+    from nas.truth_run import KEPT, LINES, TRAININGS, free_appended
+
+    def training(name: str, genome: str, lines: bool, signal: str | None = None) -> Path:
+        out = tmp_path / TRAININGS / name
+        out.mkdir(parents=True)
+        (out / "checkpoint.pt").write_bytes(b"weights")
+        if lines:
+            line = {"signal": signal, "genome": genome} if signal else {"genome": genome, "kind": "truth"}
+            (out / LINES).write_text(json.dumps([line]))
+        return out
+
+    appended = training("genome-s0-truth-a", "width=8", lines=True)
+    kept = training("genome-s0-truth-b", "width=16", lines=True)
+    ended_not_appended = training("genome-s1-truth-c", "width=8", lines=True)
+    in_flight = training("genome-s0-truth-d", "width=12", lines=False)
+    a_signals = training("genome-s0-truth-e", "width=8", lines=True, signal="trials-1")
+    free_appended(tmp_path, {ended_not_appended.name, in_flight.name}, {"width=16"}, None)
+    assert not appended.exists() and not kept.exists()
+    assert (tmp_path / KEPT / f"{kept.name}.pt").read_bytes() == b"weights"
+    assert (ended_not_appended / LINES).is_file() and (in_flight / "checkpoint.pt").is_file()
+    assert (a_signals / LINES).is_file()  # another kind of run's training: not this run's to free
