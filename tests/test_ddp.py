@@ -156,10 +156,11 @@ def test_ddp_follows_the_one_process_curve_and_resumes_after_ctrl_c(tmp_path):
     assert max(differences) > NOT_EQUAL, "identical curves: did every rank train on the whole batch?"
 
 
-def test_a_supernet_trains_as_two_ray_train_workers(tmp_path):
-    """`hrnas supernet train --ddp 2` on the synthetic default (the data every Ray Train worker must find through
-    the driver's cache folder): both ranks draw the same genomes and average their gradients; rank 0 scores,
-    checkpoints, and its records reach the MLflow run after the training."""
+def test_a_supernet_trains_as_two_ray_train_workers(tmp_path, ray_head):
+    """`hrnas supernet train --ddp 2 --address` on the test process's Ray head, on the synthetic default (the data
+    every Ray Train worker must find through the driver's cache folder, which travels in the job's runtime
+    environment): both ranks draw the same genomes and average their gradients; rank 0 scores, checkpoints, and its
+    records reach the MLflow run after the training."""
     from mlflow.tracking import MlflowClient
 
     from tests.test_supernet_training import TINY_SPACE
@@ -171,8 +172,9 @@ def test_a_supernet_trains_as_two_ray_train_workers(tmp_path):
             "--max-steps", "2", "--out", str(out), "--storage", str(store), "--json"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "hrnas.cli", "supernet", "train", "--input", "64x64", "--batch", "4", "--threads", "1",
-         "--ddp", "2", *args],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+         "--ddp", "2", "--address", ray_head, *args],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token"}, capture_output=True,
+        text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "data: synthetic" in done.stderr
@@ -223,15 +225,16 @@ def test_a_workers_input_error_is_one_line_that_names_the_run_folder(tmp_path):
 ONE_ROW = TINY_TABLE.split("  - row: small without cross")[0]  # its first row only
 
 
-def test_an_ablation_row_trains_as_two_ray_train_workers(tmp_path):
-    """--ddp-per-trial 2: the row's Tune trial drives a Ray Train run of 2 workers (its reports reach Tune with
-    Ray Train's checkpoint path) and finishes in MLflow like any row."""
+def test_an_ablation_row_trains_as_two_ray_train_workers(tmp_path, ray_head):
+    """--ddp-per-trial 2 on the test process's Ray head: the row's Tune trial drives a Ray Train run of 2 workers
+    (its reports reach Tune with Ray Train's checkpoint path) and finishes in MLflow like any row."""
     table = tmp_path / "one.yaml"
     table.write_text(ONE_ROW)
     done = subprocess.run(
         [sys.executable, "-m", "hrnas.cli", "ablate", "--table", str(table), "--data", MINI_DATA, "--input", "64x64",
          "--batch", "4", "--ddp-per-trial", "2", "--storage", str(tmp_path / "runs"), "--json"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ray_head, "RAY_AUTH_MODE": "token"},
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads(done.stdout.strip().splitlines()[-1])["rows"]

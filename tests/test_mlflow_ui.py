@@ -48,8 +48,9 @@ WINDOW = f"--window-size={SIZE[0]},{SIZE[1]}"
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
-    """A finished 3-trial search: its JSON summary, its child runs and its storage folder."""
+def search(tmp_path_factory, ray_head):
+    """A finished 3-trial search (on the test process's Ray head): its JSON summary, its child runs and its storage
+    folder."""
     tmp = tmp_path_factory.mktemp("ui")
     space = tmp / "ui.yaml"
     space.write_text(SPACE)
@@ -58,7 +59,7 @@ def search(tmp_path_factory):
         [sys.executable, "experiments/search.py", "--budget", BUDGET, "--space", str(space), "--data", MINI_DATA,
          "--input", "64x64", "--epochs", "1", "--trials", str(TRIALS), "--storage", str(storage),
          "--experiment", "ui-test", "--json"],
-        cwd=ROOT, env=environment(tmp), capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=environment(tmp, ray_head), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
