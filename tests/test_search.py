@@ -269,11 +269,14 @@ def test_unknown_gene_in_space_fails_before_any_trial(tmp_path):
     assert done.returncode == 2 and "unknown gene 'colour'" in done.stderr
 
 
-def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadable_tune_state(tmp_path, space_file):
+def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadable_tune_state(
+    tmp_path, space_file, ray_head
+):
     """The crash of a driver (here injected as the searcher hands one genome out) ends the parent and its running
     runs FAILED with one line; a --resume goes on even when the crash left Tune's saved state unreadable (an empty
-    tuner.pkl, as Optuna 5.1's unpicklable sampler did) and trains every genome exactly once."""
-    env = environment(tmp_path, HRNAS_FAULTS="driver:width=12 modules=1,1,1 blocks=1 block=weighting")
+    tuner.pkl, as Optuna 5.1's unpicklable sampler did) and trains every genome exactly once. On the test process's
+    Ray head (the crash is the driver's, whichever Ray it uses)."""
+    env = environment(tmp_path, ray_head, HRNAS_FAULTS="driver:width=12 modules=1,1,1 blocks=1 block=weighting")
     crashed = run_search(tmp_path, space_file, "--trials", "4", env=env)
     folder = tmp_path / "runs" / "t"
     assert crashed.returncode == 1, crashed.stderr[-3000:]
@@ -286,7 +289,7 @@ def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadab
     experiment = client.get_experiment_by_name("t").experiment_id
     assert not client.search_runs([experiment], filter_string="status = 'RUNNING'")
     (folder / "tune" / "t" / "tuner.pkl").write_bytes(b"")  # what a crash while Tune writes it leaves
-    done = run_search(tmp_path, space_file, "--resume")
+    done = run_search(tmp_path, space_file, "--resume", env=environment(tmp_path, ray_head))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "saved Tune state cannot be read (EOFError)" in done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
