@@ -38,17 +38,3 @@ def ray_head() -> str:
         pytest.fail(f"could not start the tests' Ray head: {started.stderr[-2000:]}")
     yield address
     stop_head(temp)
-
-
-# The slowest files (summed test times of a full run, slowest first). pytest-xdist's `--dist loadfile` hands files
-# out in collection order: started first, the long ones no longer leave one worker running a long file at the end
-# while the other has nothing left to take.
-SLOWEST_FILES = [
-    "test_search.py", "test_ddp.py", "test_one_shot.py", "test_truth.py", "test_signals.py", "test_onnx.py",
-    "test_latency.py", "test_mlflow_ui.py", "test_supernet.py", "test_ablation.py",
-]  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
