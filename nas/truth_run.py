@@ -184,7 +184,7 @@ def free_appended(folder: Path, pending: set[str], keep: set[str], signal: str |
         if out.name in pending or not (out / LINES).is_file():
             continue
         lines = json.loads((out / LINES).read_text())
-        if lines and (lines[0].get("signal") == signal):
+        if lines and lines[0].get("signal") == signal:
             free(out, folder, lines[0]["genome"] in keep)
 
 

@@ -73,7 +73,8 @@ def write_truth(tmp_path, capsys, space: Path) -> Path:
     code, _, err = run_script(capsys, "bench", "truth", *argv, "--plan")
     assert code == 0, err
     members = read_sample(truth).members
-    plan = Plan.build(members, truth_recipe(truth_parser().parse_args(argv)), 2, 2, 1, {})
+    args = truth_parser().parse_args(argv)
+    plan = Plan.build(members, truth_recipe(args), args.seeds, int(args.seeded), args.convergence, {})
     rank = {m.genome: i for i, m in enumerate(sorted(members, key=lambda m: m.flops))}
     for job in plan.jobs:
         epochs = range(1, job.recipe.recipe.epochs + 1)
