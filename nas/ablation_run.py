@@ -26,6 +26,7 @@ from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import AblationOptions, OneShot, hw_text, say
 from nas.progress import SearchProgress
 from nas.ray_common import REUSE_ACTORS, quiet_console, recipe_config
+from nas.store import tracking_client
 from nas.supernet_run import RESULT
 from nas.tracking import SearchTracker
 from nas.trial import row_trial
@@ -214,7 +215,7 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
     supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None
     inherited = rows_in_space(complexity, one_shot.space) if one_shot else set()
     mlflow.set_tracking_uri(options.tracking_uri)
-    client = MlflowClient(options.tracking_uri)
+    client = tracking_client(options.tracking_uri)
     line = (
         describe_one_shot(supernet, one_shot, recipe, options.data)
         if supernet

@@ -28,6 +28,7 @@ from nas.ray_common import REUSE_ACTORS, quiet_console
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.signal_fidelity import state_fidelity
+from nas.store import tracking_client
 from nas.tracking import ConfirmTracker, SearchTracker
 from nas.trial import score_trial
 from nas.tune_run import (
@@ -112,7 +113,7 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
     if options.one_shot is not None:
         supernet = ensure_supernet(options, options.one_shot, "search")
     mlflow.set_tracking_uri(options.tracking_uri)
-    client = MlflowClient(options.tracking_uri)
+    client = tracking_client(options.tracking_uri)
     with ray_session(options) as concurrency:
         experiment_id, parent_id = open_parent(
             client, options, state, f"search {options.budget.text} {space.name}", *parent_fields(options, supernet)

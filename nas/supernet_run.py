@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
 from analysis.curves import plot_supernet_curves
 from nas.options import code_version, say
+from nas.store import tracking_client
 from pose.device import Device
 from pose.train import Data, Recipe, training_result
 from supernet.sampling import Candidates
@@ -31,7 +31,7 @@ class SupernetTracker:
     found again (by its `out` tag) and continued when the training resumes."""
 
     def __init__(self, tracking_uri: str, experiment: str, storage: Path, out: Path) -> None:
-        self.client, self.tracking_uri = MlflowClient(tracking_uri), tracking_uri
+        self.client, self.tracking_uri = tracking_client(tracking_uri), tracking_uri
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             artifacts = (storage / "mlartifacts").as_uri()
