@@ -68,7 +68,8 @@ def test_dynamo_exporter(tmp_path, capsys):
     for gene in genes:
         argv += ["--gene", gene]
     assert export.main([*argv, "--exporter", "dynamo", "--check"]) == 0
-    assert "opset 18" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "opset 18" in printed and "weights: random" in printed  # no --checkpoint or --run: said, not hidden
     assert [p.name for p in tmp_path.iterdir()] == ["small.onnx"]
 
 

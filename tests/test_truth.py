@@ -21,6 +21,7 @@ from search_space.complexity import genome_complexity
 from search_space.genome import Genome
 from search_space.space import DEFAULT_SPACE, SearchSpace
 from tests.scripts import run_script
+from tests.test_search import MINI_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BASE = "stem: lite\nwidth: 8\nmodules: [1, 1, 1]\nblocks: 1\nblock: weighting\n"
@@ -127,13 +128,14 @@ def test_bad_truth_input_is_one_line_before_any_training(tmp_path, capsys):
 
 # ---- end to end: a tiny truth on real Ray trials ------------------------------------------------------------------
 def tiny_truth(tmp_path) -> list[str]:
+    """On coco-mini (14 people to score each epoch; the synthetic default's 298 made the test 1.6x slower)."""
     base, space = tmp_path / "base.yaml", tmp_path / "space.yaml"
     base.write_text(TINY_BASE)
     space.write_text(f"name: tiny\nbase: {base}\ngenes: {{width: [8, 12, 16], block: [shuffle, weighting]}}\n")
     return [
         sys.executable, "-m", "hrnas.cli", "bench", "truth", "--space", str(space), "--budget", "1G",
         "--genomes", "4", "--strata", "2", "--seeded", "2", "--convergence", "1", "--epochs", "2",
-        "--max-steps", "2", "--input", "64x64", "--out", str(tmp_path / "truth.jsonl"),
+        "--max-steps", "2", "--input", "64x64", "--data", MINI_DATA, "--out", str(tmp_path / "truth.jsonl"),
         "--folder", str(tmp_path / "run"),
     ]  # fmt: skip
 
