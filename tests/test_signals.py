@@ -19,6 +19,7 @@ from hrnas.commands.bench import truth_recipe
 from pose.train import Recipe, load_data
 from search_space.genome import Genome
 from tests.scripts import run_script
+from tests.test_search import MINI_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BASE = "stem: lite\nwidth: 8\nmodules: [1, 1, 1]\nblocks: 1\nblock: weighting\n"
@@ -68,7 +69,7 @@ def write_truth(tmp_path, capsys, space: Path) -> Path:
     signals and `hrnas fidelity`)."""
     truth = tmp_path / "truth.jsonl"
     argv = ["--space", str(space), "--max-steps", "2", "--budget", "1G", "--genomes", "5", "--strata", "1",
-            "--seeded", "2", "--convergence", "1", "--epochs", "1", "--input", "64x64",
+            "--seeded", "2", "--convergence", "1", "--epochs", "1", "--input", "64x64", "--data", MINI_DATA,
             "--out", str(truth)]  # fmt: skip
     code, _, err = run_script(capsys, "bench", "truth", *argv, "--plan")
     assert code == 0, err
@@ -91,7 +92,8 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     space.write_text(f"name: tiny\nbase: {base}\ngenes: {{width: [8, 12, 16], block: [shuffle, weighting]}}\n")
     truth = write_truth(tmp_path, capsys, space)
     tiny = ["--space", str(space), "--max-steps", "2"]
-    assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == "synthetic"
+    # the signals score on the truth's data: coco-mini (14 people to score instead of the synthetic default's 298)
+    assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == MINI_DATA
     signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep"]
     run = ["bench", "signals", "--truth", str(truth), *tiny, "--subset", "5", "--folder", str(tmp_path / "signals")]
     hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))
