@@ -117,8 +117,9 @@ def check_confirmations(done, summary: dict, runs: list, report: Path) -> None:
     assert report.read_text().splitlines()[0].split(",")[:4] == ["trial_id", "preset", "ap", "confirmed_ap"]
 
 
-def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, space_file):
-    env = environment(tmp_path)
+def test_sigkilled_one_shot_search_resumes_without_duplicate_runs(tmp_path, space_file, ray_head):
+    """On the test process's Ray head: the SIGKILL of a driver with its private local Ray is test_search's."""
+    env = environment(tmp_path, ray_head)
     # width 8-16 under a generous budget: six genomes, so that the kill lands mid-search
     command = [*search_command(tmp_path, space_file, *ONE_SHOT, "--evaluations", "6"), "--budget", "1GFLOPs"]
     before = sigkill_after_a_finished_trial(tmp_path, command, env)
