@@ -204,7 +204,11 @@ def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict, seco
 def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
     env = environment(tmp_path)
     command = search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2")
-    before = sigkill_after_a_finished_trial(tmp_path, command, env, second=True)
+    # The first run's shuffle-block trials wait a minute after each epoch (fault `slow`): the driver is still running
+    # when the second command and the SIGKILL come (it once finished the whole search first). The resume runs
+    # without the fault.
+    slow = {**env, "HRNAS_FAULTS": "slow:block=shuffle"}
+    before = sigkill_after_a_finished_trial(tmp_path, command, slow, second=True)
     done = run_search(tmp_path, space_file, "--resume", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
