@@ -140,9 +140,12 @@ def tiny_truth(tmp_path) -> list[str]:
     ]  # fmt: skip
 
 
-def environment(tmp_path) -> dict:
+def environment(tmp_path, ray_address: str | None = None) -> dict:
+    """A private local Ray (the default), or with `ray_address` the test process's Ray head (fixture `ray_head`)."""
     env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"), PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
+    if ray_address:
+        env.update(RAY_ADDRESS=ray_address, RAY_AUTH_MODE="token")
     return env
 
 
@@ -153,13 +156,13 @@ def trainings_in(path: Path) -> Counter:
     return Counter((d["genome"], d["seed"], d["kind"]) for d in read_lines(path) if d["epoch"] == d["epochs"])
 
 
-def stop_after_a_training(tmp_path, sig: int) -> tuple[Counter, str]:
+def stop_after_a_training(tmp_path, sig: int, ray_address: str) -> tuple[Counter, str]:
     """Start the truth, send `sig` to the driver once one more training's lines are in the file; (trainings by then,
     the driver's stderr)."""
     truth = tmp_path / "truth.jsonl"
     driver = subprocess.Popen(
-        tiny_truth(tmp_path), cwd=ROOT, env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True,
+        tiny_truth(tmp_path), cwd=ROOT, env=environment(tmp_path, ray_address), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     held = sum(trainings_in(truth).values())
     try:
@@ -197,10 +200,14 @@ def check_complete(tmp_path, before: Counter) -> list[dict]:
     return lines
 
 
-def test_a_truth_stopped_by_ctrl_c_then_sigkill_goes_on_without_duplicates_and_skips_what_it_holds(tmp_path):
-    interrupted, err = stop_after_a_training(tmp_path, signal.SIGINT)
+def test_a_truth_stopped_by_ctrl_c_then_sigkill_goes_on_without_duplicates_and_skips_what_it_holds(tmp_path, ray_head):
+    """The two interrupted runs join the test process's Ray head (a private local Ray stopped by Ctrl-C or SIGKILL is
+    test_search's); the run that finishes starts its own, as by default."""
+    interrupted, err = stop_after_a_training(tmp_path, signal.SIGINT, ray_head)
     assert "Interrupted:" in err and "run the same command again" in err  # one line, exit 130
-    killed, _ = stop_after_a_training(tmp_path, signal.SIGKILL)  # the second run skips what the first appended
+    killed, _ = stop_after_a_training(
+        tmp_path, signal.SIGKILL, ray_head
+    )  # the second run skips what the first appended
     assert all(killed[key] == 1 for key in interrupted) and sum(killed.values()) < 7
     done = finish(tmp_path)
     lines = check_complete(tmp_path, killed)
