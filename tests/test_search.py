@@ -204,10 +204,10 @@ def sigkill_after_a_finished_trial(tmp_path, command: list[str], env: dict, seco
 def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, space_file):
     env = environment(tmp_path)
     command = search_command(tmp_path, space_file, "--trials", "4", "--epochs", "2")
-    # The first run's shuffle-block trials wait a minute after each epoch (fault `slow`): the driver is still running
-    # when the second command and the SIGKILL come (it once finished the whole search first). The resume runs
-    # without the fault.
-    slow = {**env, "HRNAS_FAULTS": "slow:block=shuffle"}
+    # In the first run one genome's trial waits a minute after each epoch (fault `slow`): the driver is still running
+    # when the second command and the SIGKILL come (it once finished the whole search first), while the other trials
+    # finish. The resume runs without the fault.
+    slow = {**env, "HRNAS_FAULTS": "slow:width=12 modules=1,1,1 blocks=1 block=shuffle"}
     before = sigkill_after_a_finished_trial(tmp_path, command, slow, second=True)
     done = run_search(tmp_path, space_file, "--resume", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
