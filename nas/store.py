@@ -21,9 +21,10 @@ SQLITE = "sqlite:///"
 
 def tracking_client(uri: str) -> MlflowClient:
     """MlflowClient(uri), a missing SQLite store seeded first (see `seed_store`); servers and existing stores as
-    MLflow opens them."""
+    MLflow opens them, and a new store as MLflow creates it where the cache folder cannot hold the empty one."""
     if uri.startswith(SQLITE):
-        seed_store(Path(uri.removeprefix(SQLITE)))
+        with contextlib.suppress(OSError):
+            seed_store(Path(uri.removeprefix(SQLITE)))
     return MlflowClient(uri)
 
 

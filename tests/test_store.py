@@ -43,3 +43,10 @@ def test_an_existing_store_is_never_replaced(tmp_path, monkeypatch):
     tracking_client(uri).create_experiment("kept")
     assert "kept" in [e[1] for e in experiments(tracking_client(uri))]
     assert "kept" not in [e[1] for e in experiments(tracking_client(f"{SQLITE}{tmp_path / 'other.db'}"))]
+
+
+def test_a_cache_that_cannot_hold_the_empty_store_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
+    client = tracking_client(f"{SQLITE}{tmp_path / 'mlflow.db'}")
+    assert client.create_experiment("t") == "1" and (tmp_path / "mlflow.db").is_file()
