@@ -22,9 +22,9 @@ from tests.test_search import (
     children,
     environment,
     search_command,
+    sigkill_after_a_finished_trial,
     space_file,
 )
-from tests.test_search_resume import sigkill_after_a_finished_trial
 
 assert space_file  # the fixture, imported for these tests
 ONE_SHOT = ["--strategy", "one-shot", "--supernet-epochs", "1", "--supernet-steps", "2", "--batch", "4"]
