@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import mlflow
@@ -53,11 +52,9 @@ def empty_store() -> Path:
     if template.is_file():
         return template
     template.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=template.parent, prefix=".empty-", suffix=".db")
-    os.close(fd)
+    partial = template.with_name(f".{template.name}.{os.getpid()}.partial")
     try:
-        os.unlink(partial)  # MLflow creates the file itself
-        MlflowClient(SQLITE + partial).search_experiments()
+        MlflowClient(f"{SQLITE}{partial}").search_experiments()  # MLflow creates and migrates it
         with contextlib.closing(sqlite3.connect(partial)) as db, db:
             db.execute("DELETE FROM experiments")
         os.replace(partial, template)

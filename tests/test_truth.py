@@ -22,6 +22,7 @@ from search_space.genome import Genome
 from search_space.space import DEFAULT_SPACE, SearchSpace
 from tests.scripts import run_script
 from tests.test_search import MINI_DATA
+from tests.test_search import environment as search_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BASE = "stem: lite\nwidth: 8\nmodules: [1, 1, 1]\nblocks: 1\nblock: weighting\n"
@@ -141,12 +142,8 @@ def tiny_truth(tmp_path) -> list[str]:
 
 
 def environment(tmp_path, ray_address: str | None = None) -> dict:
-    """A private local Ray (the default), or with `ray_address` the test process's Ray head (fixture `ray_head`)."""
-    env = dict(os.environ, HRNAS_CACHE=str(tmp_path.parent / "hrnas-cache"), PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    if ray_address:
-        env.update(RAY_ADDRESS=ray_address, RAY_AUTH_MODE="token")
-    return env
+    """test_search's: a private local Ray, or with `ray_address` the test process's Ray head; unbuffered output."""
+    return search_environment(tmp_path, ray_address, PYTHONUNBUFFERED="1")
 
 
 def trainings_in(path: Path) -> Counter:
@@ -205,9 +202,8 @@ def test_a_truth_stopped_by_ctrl_c_then_sigkill_goes_on_without_duplicates_and_s
     test_search's); the run that finishes starts its own, as by default."""
     interrupted, err = stop_after_a_training(tmp_path, signal.SIGINT, ray_head)
     assert "Interrupted:" in err and "run the same command again" in err  # one line, exit 130
-    killed, _ = stop_after_a_training(
-        tmp_path, signal.SIGKILL, ray_head
-    )  # the second run skips what the first appended
+    # the second run skips what the first appended
+    killed, _ = stop_after_a_training(tmp_path, signal.SIGKILL, ray_head)
     assert all(killed[key] == 1 for key in interrupted) and sum(killed.values()) < 7
     done = finish(tmp_path)
     lines = check_complete(tmp_path, killed)
