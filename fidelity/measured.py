@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fidelity.report import Report
+if TYPE_CHECKING:  # a search reads the statement only: no scipy in its driver (1.3 s of imports)
+    from fidelity.report import Report
 
 MEASURED = Path(__file__).resolve().parent / "measured.json"
 

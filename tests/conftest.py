@@ -25,14 +25,26 @@ def share_the_cores() -> None:
 share_the_cores()
 
 
+def ray_head_temp() -> Path:
+    return Path("/tmp") / f"hrnas-test-ray-{os.getpid()}"
+
+
 @pytest.fixture(scope="session")
-def ray_head() -> str:
+def ray_head_cache() -> Path:
+    """The cache folder of the `ray_head` fixture's processes (HRNAS_CACHE), unlike any job's: a job's trials and
+    Ray Train workers use their driver's, which travels in the job's runtime environment, and never write here."""
+    return ray_head_temp() / "head-cache"
+
+
+@pytest.fixture(scope="session")
+def ray_head(ray_head_cache) -> str:
     """One Ray head per test process (pytest-xdist worker), with the machine's CPUs, for the tests whose searches
     need not start a local Ray of their own (each start and stop costs 5-7 s): its address, for `RAY_ADDRESS`.
     The tests of the default path (a private local Ray, Ctrl-C and SIGKILL of the driver with it) do not use it."""
-    temp = Path("/tmp") / f"hrnas-test-ray-{os.getpid()}"
+    temp = ray_head_temp()
     env = {k: v for k, v in os.environ.items() if k not in {"RAY_ADDRESS", "HRNAS_FAULTS"}}
-    address, started = start_head(temp, os.cpu_count() or 1, {**env, "RAY_AUTH_MODE": "token"})
+    env.update(RAY_AUTH_MODE="token", HRNAS_CACHE=str(ray_head_cache))
+    address, started = start_head(temp, os.cpu_count() or 1, env)
     if started.returncode != 0:
         stop_head(temp)
         pytest.fail(f"could not start the tests' Ray head: {started.stderr[-2000:]}")

@@ -19,7 +19,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.pareto import Point, pareto_front
-from tests.ray_head import start_head, stop_head
 from tests.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,23 +223,12 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(tmp_path, s
     assert "resuming the search" in done.stderr
 
 
-def test_search_on_an_existing_ray_head(tmp_path, space_file):
-    """The head is started with another cache folder than the driver's: the trials it runs must still use the
-    driver's (it travels in the job's runtime environment), or each node would generate and index its own data."""
-    temp = Path("/tmp") / f"hrnas-test-head-{os.getpid()}"
-    env = environment(tmp_path, RAY_AUTH_MODE="token")
-    head_cache = tmp_path / "head-cache"
-    address, started = start_head(temp, 2, {**env, "HRNAS_CACHE": str(head_cache)})
-    try:
-        assert started.returncode == 0, started.stderr[-2000:]
-        done = run_search(tmp_path, space_file, "--trials", "2", "--address", address, env=env)
-        assert done.returncode == 0, done.stderr[-3000:]
-        summary = json.loads(done.stdout.strip().splitlines()[-1])
-        _, runs = children(tmp_path, summary)
-        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
-        assert not head_cache.exists()
-    finally:
-        stop_head(temp)
+def search_in_process(capsys, monkeypatch, tmp_path, space_file, *extra) -> tuple[int, str]:
+    """(exit code, stderr) of the search command run in the test process (`tests.scripts`): for refusals, which
+    happen before Ray, a trial or a tracking store start (the command line is search_command's)."""
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path.parent / "hrnas-cache"))
+    code, _, err = run_script(capsys, "search", *search_command(tmp_path, space_file, *extra)[2:])
+    return code, err
 
 
 @pytest.mark.parametrize(
@@ -257,18 +245,18 @@ def test_search_on_an_existing_ray_head(tmp_path, space_file):
         (["--lr", "-1"], "the learning rate must be positive"),
     ],
 )
-def test_bad_input_fails_before_any_trial(tmp_path, space_file, extra, message):
-    done = run_search(tmp_path, space_file, *extra, timeout=120)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert message in done.stderr
+def test_bad_input_fails_before_any_trial(tmp_path, space_file, capsys, monkeypatch, extra, message):
+    code, err = search_in_process(capsys, monkeypatch, tmp_path, space_file, *extra)
+    assert code == 2, err[-2000:]
+    assert message in err
     assert not (tmp_path / "runs" / "t" / "tune").exists()  # no trial started
 
 
-def test_unknown_gene_in_space_fails_before_any_trial(tmp_path):
+def test_unknown_gene_in_space_fails_before_any_trial(tmp_path, capsys, monkeypatch):
     space = tmp_path / "bad.yaml"
     space.write_text("genes: {width: [8], colour: [red]}")
-    done = run_search(tmp_path, space, timeout=120)
-    assert done.returncode == 2 and "unknown gene 'colour'" in done.stderr
+    code, err = search_in_process(capsys, monkeypatch, tmp_path, space)
+    assert code == 2 and "unknown gene 'colour'" in err
 
 
 def test_a_crash_in_the_driver_ends_its_runs_and_resume_goes_on_past_an_unreadable_tune_state(
@@ -362,17 +350,17 @@ def test_resume_with_other_options_is_refused_naming_the_differences(tmp_path, s
     assert "--space" not in err  # the same space, given again: no difference
 
 
-def test_resume_without_a_search_is_a_clear_error(tmp_path, space_file):
-    done = run_search(tmp_path, space_file, "--resume", timeout=120)
-    assert done.returncode == 2 and "nothing to resume" in done.stderr
+def test_resume_without_a_search_is_a_clear_error(tmp_path, space_file, capsys, monkeypatch):
+    code, err = search_in_process(capsys, monkeypatch, tmp_path, space_file, "--resume")
+    assert code == 2 and "nothing to resume" in err
 
 
-def test_second_search_in_the_same_place_needs_resume(tmp_path, space_file):
+def test_second_search_in_the_same_place_needs_resume(tmp_path, space_file, capsys, monkeypatch):
     folder = tmp_path / "runs" / "t"
     folder.mkdir(parents=True)
     (folder / "search.json").write_text("{}")
-    done = run_search(tmp_path, space_file, timeout=120)
-    assert done.returncode == 2 and "--resume" in done.stderr
+    code, err = search_in_process(capsys, monkeypatch, tmp_path, space_file)
+    assert code == 2 and "--resume" in err
 
 
 def test_bad_input_is_reported_before_an_existing_search(tmp_path, space_file, capsys):
@@ -465,17 +453,20 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     assert not list((tmp_path / "runs" / "t" / "tune").rglob("checkpoint.pt"))  # finished trials keep no checkpoint
 
 
-def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path, ray_head):
+def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path, ray_head, ray_head_cache):
     """--scheduler asha --epochs 2: rung at epoch 1. Trials run one at a time (all CPUs per trial) in the seeded
-    sampler's order, width 12 then width 16; width 16 reports an AP far below (fault `poor`), so ASHA stops it."""
+    sampler's order, width 12 then width 16; width 16 reports an AP far below (fault `poor`), so ASHA stops it.
+    On an existing Ray head given by --address, started with another cache folder than the driver's: the trials
+    must still use the driver's (it travels in the job's runtime environment), or each node would generate and
+    index its own data."""
     base = tmp_path / "tiny-base.yaml"
     base.write_text(BASE)
     space = tmp_path / "three.yaml"
     space.write_text(f"name: three\nbase: {base}\ngenes:\n  width: [8, 12, 16]\n")
-    env = environment(tmp_path, ray_head, HRNAS_FAULTS="poor:width=16 ")
+    env = environment(tmp_path, HRNAS_FAULTS="poor:width=16 ", RAY_AUTH_MODE="token")
     cpus = str(os.cpu_count() or 1)
     done = run_search(tmp_path, space, "--budget", "100M", "--trials", "2", "--epochs", "2", "--scheduler", "asha",
-                      "--cpus-per-trial", cpus, env=env)  # fmt: skip
+                      "--cpus-per-trial", cpus, "--address", ray_head, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     client, runs = children(tmp_path, summary)
@@ -489,3 +480,4 @@ def test_asha_stops_a_poor_trial_and_keeps_it_off_the_front(tmp_path, ray_head):
     assert stopped.data.tags["pareto"] == "false" and complete.data.tags["pareto"] == "true"
     assert [p["run_id"] for p in summary["pareto"]] == [complete.info.run_id]
     assert summary["trials_stopped_early"] == 1
+    assert not ray_head_cache.exists()
