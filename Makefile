@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BUDGET ?= 0.5GFLOPs
 ARGS ?=
 # Test files run in this many processes (pytest-xdist; a file's tests stay in one). Most of the suite waits on Ray,
-# subprocesses and MLflow, so 2 finish in about 15 minutes on a 2-core machine where 1 took 22.
+# subprocesses and MLflow, so 2 finish in about 18 minutes on a 2-core machine where 1 took 25 (bench/RESULTS.md).
 TEST_WORKERS ?= 2
 
 .PHONY: search test setup browser bytecode
