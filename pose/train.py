@@ -28,6 +28,7 @@ from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.device import CPU, Device
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
 from pose.loading import ALONE, DEFAULT_LOADING, EpochSampler, Loading, Replicas, make_loader
+from pose.loss_meter import LossMeter
 from pose.losses import LOSSES
 from pose.synthetic import SyntheticConfig, ensure_synthetic
 from search_space.genome import Genome
@@ -169,22 +170,24 @@ class Progress:
         self.epochs, self.quiet, self.start, self.stepped = epochs, quiet, time.perf_counter(), False
         self.logged = self.start
 
-    def step(self, epoch: int, done: int, total: int, loss: float) -> None:
+    def step(self, epoch: int, done: int, total: int, loss: float | None) -> None:
+        """`loss`: the epoch's mean so far as the host last read it (pose.loss_meter), None before the first read."""
         if self.quiet:
             return
         if not self.stepped:
             self.stepped = True
             print(f"  {self.FIRST_STEP} ({time.perf_counter() - self.start:.1f} s after the model)", file=sys.stderr)
+        shown = "" if loss is None else f" loss {loss:.5f}"
         if not sys.stderr.isatty():
             now = time.perf_counter()
             if now - self.logged >= self.LOG_EVERY_S and done < total:
                 self.logged = now
-                print(f"  epoch {epoch + 1}/{self.epochs} step {done}/{total} loss {loss:.5f}", file=sys.stderr)
+                print(f"  epoch {epoch + 1}/{self.epochs} step {done}/{total}{shown}", file=sys.stderr)
             return
         width = 30
         fill = int(width * done / total)
         print(
-            f"\r  epoch {epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}] loss {loss:.5f}",
+            f"\r  epoch {epoch + 1}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}]{shown}",
             end="",
             file=sys.stderr,
             flush=True,
@@ -297,7 +300,8 @@ def train(
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         sampler.set_epoch(epoch)
-        start, losses, seen = time.perf_counter(), [], 0
+        start, seen = time.perf_counter(), 0
+        losses = LossMeter(device.device, epoch, skip_nonfinite=scaler.is_enabled())
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
@@ -305,19 +309,17 @@ def train(
             loss = loss_fn(_forward(model, prepare_input(images, device.fast), device), targets, weights)
             if replicas.world > 1:
                 loss = loss * batch_share(denominator(weights), replicas.world)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # float16: skipped where the gradients overflowed
             scaler.update()
-            losses.append(loss.item())
+            losses.add(loss)
             seen += len(images)
-            progress.step(epoch, step + 1, len(loader), float(np.mean(losses)))
+            progress.step(epoch, step + 1, len(loader), losses.mean)
         seconds = time.perf_counter() - start
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise FloatingPointError(f"the weights became NaN or infinite during epoch {epoch + 1}")
-        epoch_loss, seen = sum_over_replicas(float(np.mean(losses)) / replicas.world, seen, replicas, device)
+        epoch_mean = losses.read()
+        check_finite(model.parameters(), f"the weights became NaN or infinite during epoch {epoch + 1}")
+        epoch_loss, seen = sum_over_replicas(epoch_mean / replicas.world, seen, replicas, device)
         eval_start = time.perf_counter()
         stats = {}
         if replicas.rank == 0:
@@ -327,6 +329,7 @@ def train(
             "epoch": epoch + 1,
             "loss": epoch_loss,
             **stats,
+            **({"skipped_steps": losses.skipped} if scaler.is_enabled() else {}),
             "train_seconds": seconds,
             "eval_seconds": time.perf_counter() - eval_start,
             "images_per_second": seen / seconds,
@@ -350,6 +353,12 @@ def training_result(history: list[dict], epochs: int) -> dict:
         "train_seconds": sum(h["train_seconds"] for h in history),
         "history": history,
     }
+
+
+def check_finite(parameters, message: str) -> None:
+    """A FloatingPointError with `message` unless every value of `parameters` is finite (one host sync)."""
+    if not bool(torch.stack([torch.isfinite(p).all() for p in parameters]).all()):
+        raise FloatingPointError(message)
 
 
 def batch_share(denominator: torch.Tensor, world: int) -> torch.Tensor:

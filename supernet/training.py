@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -25,8 +24,18 @@ import yaml
 from blocks.network import keep_freed_memory, prepare_for_training, prepare_input
 from pose.device import CPU, Device
 from pose.loading import ALONE, DEFAULT_LOADING, Loading, Replicas
+from pose.loss_meter import LossMeter
 from pose.losses import LOSSES
-from pose.train import Data, Progress, Recipe, batch_share, learning_rate, sum_over_replicas, training_batches
+from pose.train import (
+    Data,
+    Progress,
+    Recipe,
+    batch_share,
+    check_finite,
+    learning_rate,
+    sum_over_replicas,
+    training_batches,
+)
 from search_space.budget import Budget, parse_budget
 from search_space.genome import Genome
 from search_space.presets import load_preset
@@ -205,7 +214,10 @@ def train_supernet(
         supernet.train()
         sampler.set_epoch(epoch)
         start, seen = time.perf_counter(), 0
-        losses: dict[str, list[float]] = {"largest": [], "smallest": [], "sandwich": []}
+        losses = {
+            name: LossMeter(device.device, epoch, skip_nonfinite=scaler.is_enabled())
+            for name in ("largest", "smallest", "sandwich")
+        }
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
@@ -214,7 +226,7 @@ def train_supernet(
             share = batch_share(task.denominator(weights), replicas.world) if replicas.world > 1 else None
             optimizer.zero_grad(set_to_none=True)
             teacher = None
-            step_losses = []
+            step_losses, genomes = [], []
             for k, genome in enumerate(pool.sandwich(options.sandwich, recipe.seed, epoch, step)):
                 with device.autocast():
                     output = supernet(genome, images).float()
@@ -222,28 +234,25 @@ def train_supernet(
                 if share is not None:
                     loss = loss * share
                 if k == 0:
-                    losses["largest"].append(loss.item())
+                    losses["largest"].add(loss, f"genome {genome.compact()}")
                     teacher = output.detach() if distill is not None else None
                 elif teacher is not None:
                     loss = loss + distill(output, teacher)
                 if k == 1:
-                    losses["smallest"].append(loss.item())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                                             f"(genome {genome.compact()})")  # fmt: skip
+                    losses["smallest"].add(loss, f"genome {genome.compact()}")
                 scaler.scale(loss).backward()
-                step_losses.append(loss.item())
+                step_losses.append(loss.detach())
+                genomes.append(genome.compact())
             if replicas.world > 1:
                 average_gradients(supernet, replicas.world)
             scaler.step(optimizer)
             scaler.update()
-            losses["sandwich"].append(float(np.mean(step_losses)))
+            losses["sandwich"].add(torch.stack(step_losses).mean(), f"genomes {'; '.join(genomes)}")
             seen += len(images)
-            progress.step(epoch, step + 1, len(loader), float(np.mean(losses["sandwich"])))
+            progress.step(epoch, step + 1, len(loader), losses["sandwich"].mean)
         seconds = time.perf_counter() - start
-        if not all(torch.isfinite(p).all() for p in supernet.parameters()):
-            raise FloatingPointError(f"the shared weights became NaN or infinite during epoch {epoch + 1}")
-        means = {name: float(np.mean(values)) / replicas.world for name, values in losses.items()}
+        means = {name: meter.read() / replicas.world for name, meter in losses.items()}
+        check_finite(supernet.parameters(), f"the shared weights became NaN or infinite during epoch {epoch + 1}")
         loss, seen = sum_over_replicas(means["sandwich"], seen, replicas, device)
         eval_start = time.perf_counter()
         scores = {}
