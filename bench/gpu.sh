@@ -27,7 +27,8 @@ if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() el
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
-        torch.cuda.get_device_name(0), "bf16" if torch.cuda.is_bf16_supported() else "no bf16")'; } | tee "$OUT/gpu.txt"
+        torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0),
+        "native bf16" if torch.cuda.get_device_capability(0) >= (8, 0) else "no native bf16: fp16 autocast")'; } | tee "$OUT/gpu.txt"
 
 echo "== cuda tests"
 "$PYTHON" -m pytest -m cuda -rs -q tests/test_cuda.py 2>&1 | tee "$OUT/pytest.txt"

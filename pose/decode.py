@@ -93,15 +93,16 @@ def predict_heatmaps(
 ) -> np.ndarray:
     """Model heatmaps, averaged with the heatmaps of the mirrored crop (flipped back, shifted 1 px) if asked.
 
-    `to_heatmaps` turns the raw output into unit-peak heatmaps (see pose.losses) before the two are averaged.
+    `to_heatmaps` turns the raw output into unit-peak heatmaps (see pose.losses) before the two are averaged, in
+    float32 whatever precision the model computed in (an autocast model's bfloat16 or float16 output).
     """
-    heatmaps = to_heatmaps(model(images))
+    heatmaps = to_heatmaps(model(images).float())
     if flip_test:
-        flipped = to_heatmaps(model(images.flip(-1))).flip(-1)
+        flipped = to_heatmaps(model(images.flip(-1)).float()).flip(-1)
         flipped = flipped[:, flip_permutation(flipped.shape[1])]
         flipped[..., 1:] = flipped[..., :-1].clone()
         heatmaps = (heatmaps + flipped) / 2
-    return heatmaps.float().cpu().numpy()
+    return heatmaps.cpu().numpy()
 
 
 def to_image_coordinates(coords: np.ndarray, center: np.ndarray, size: np.ndarray, heatmap_wh) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Where a training run computes and in which precision, resolved once from the user's words.
 
 `resolve_device("auto", "auto")` is the CPU in float32 on a machine without CUDA (the numbers of every CPU run are
-unchanged), and CUDA with bfloat16 autocast where the GPU supports it. Every impossible choice is a ValueError that
-says what to use instead, raised before any data is loaded.
+unchanged), and CUDA with bfloat16 autocast where the GPU computes it natively (compute capability 8.0 and up),
+float16 autocast with loss scaling elsewhere. Every impossible choice is a ValueError that says what to use instead,
+raised before any data is loaded.
 """
 
 from __future__ import annotations
@@ -85,11 +86,22 @@ def _torch_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+# bfloat16 is computed natively from compute capability 8.0 (Ampere) on; older GPUs emulate it slowly, if at all.
+NATIVE_BF16 = (8, 0)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA `device` computes bfloat16 natively (torch.cuda.is_bf16_supported also counts emulation)."""
+    return torch.cuda.get_device_capability(device) >= NATIVE_BF16
+
+
 def _amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
     if name not in AMPS:
         raise ValueError(f"--amp {name!r} is not a precision; choose one of {', '.join(AMPS)}")
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if name == "auto":  # the CPU's numbers stay float32; a GPU gets bfloat16, or float16 with loss scaling
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     dtype = AMP_DTYPES[name]
     if dtype is None:
         return None
@@ -99,8 +111,12 @@ def _amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
         raise ValueError(
             "--amp fp16 needs a CUDA device (float16 autocast on CPU is slow and unscaled); use bf16 or off"
         )
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"--amp bf16: {device} does not support bfloat16; use --amp fp16")
+    if device.type == "cuda" and dtype == torch.bfloat16 and not native_bf16(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ValueError(
+            f"--amp bf16: {device} (compute capability {major}.{minor}) does not compute bfloat16 natively (8.0 and "
+            "up do); use --amp fp16 (with loss scaling) or auto"
+        )
     return dtype
 
 
