@@ -34,7 +34,7 @@ from ray.util.queue import Empty, Queue
 
 from nas.options import say
 from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
-from pose.coco import absolute_data, parse_data
+from pose.coco import parse_data, worker_paths
 from pose.device import Device
 from pose.loading import DEFAULT_LOADING, Loading, Replicas
 from pose.train import Recipe, load_data, train, training_result
@@ -71,6 +71,7 @@ class DdpJob:
     verbose: bool = False
     loading: Loading = DEFAULT_LOADING  # each rank's data workers and cache budgets
     supernet: SupernetJob | None = None  # train this supernet instead of `genome` (`hrnas supernet train --ddp`)
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (`hrnas train --ddp N --sync-bn`, CUDA)
 
     @property
     def checkpoint(self) -> str:
@@ -271,7 +272,8 @@ def train_worker(config: dict) -> None:
         with redirect_stderr(sys.stderr if quiet else QueueWriter(console)):
             if job.supernet is None:
                 genome = Genome.from_compact(job.genome)
-                train(genome, data, recipe, Path(tmp), report, quiet, device, replicas=replicas, loading=job.loading)
+                train(genome, data, recipe, Path(tmp), report, quiet, device, replicas=replicas, loading=job.loading,
+                      sync_bn=job.sync_bn)  # fmt: skip
             else:
                 source = SpaceSource.from_text(job.supernet.space, "the supernet's space")
                 options = job.supernet.options
@@ -280,15 +282,8 @@ def train_worker(config: dict) -> None:
 
 def ddp_job(genome: Genome, recipe: Recipe, args, device: Device, loading: Loading = DEFAULT_LOADING) -> DdpJob:
     """The job of `hrnas train --ddp N` from its parsed arguments."""
+    data, val, val_boxes = worker_paths(args.data, args.val, args.val_boxes)
     return DdpJob(
-        genome.compact(),
-        recipe_config(recipe),
-        absolute_data(args.data),  # workers may run in another working directory
-        absolute_data(args.val) if args.val else None,
-        str(Path(args.val_boxes).resolve()) if args.val_boxes else None,
-        args.box_threshold,
-        device,
-        args.ddp,
-        args.verbose,
-        loading,
-    )
+        genome.compact(), recipe_config(recipe), data, val, val_boxes, args.box_threshold, device, args.ddp,
+        args.verbose, loading, sync_bn=args.sync_bn,
+    )  # fmt: skip

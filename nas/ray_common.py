@@ -126,10 +126,17 @@ def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver
 CACHE_ENV = "HRNAS_CACHE"
 
 
+# The driver's settings of the collective libraries (NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE, TORCH_NCCL_..., GLOO_...)
+# reach every worker: a node's own environment does not have what the user set where they typed the command.
+FORWARDED_PREFIXES = ("NCCL_", "TORCH_NCCL_", "GLOO_")
+
+
 def runtime_env() -> dict:
-    """The job's Ray runtime environment: the driver's cache folder (synthetic data, annotation indexes, complexity)
-    and its fault injection reach every worker on every node. Data paths travel in the trial config, absolute."""
+    """The job's Ray runtime environment: the driver's cache folder (synthetic data, annotation indexes, complexity),
+    its fault injection and its NCCL and gloo settings reach every worker on every node. Data paths travel in the
+    trial config, absolute."""
     env = {CACHE_ENV: str(default_cache_dir().resolve())}
     if FAULTS_ENV in os.environ:
         env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)})
     return {"env_vars": env}

@@ -39,6 +39,16 @@ def absolute_data(text: str) -> str:
     return str(Path(text).resolve())
 
 
+def worker_paths(data: str, val: str | None, val_boxes: str | None) -> tuple[str, str | None, str | None]:
+    """--data, --val and --val-boxes made absolute before any worker starts: workers run in other working
+    directories, and on other nodes of a cluster."""
+    return (
+        absolute_data(data),
+        absolute_data(val) if val else None,
+        str(Path(val_boxes).resolve()) if val_boxes else None,
+    )
+
+
 def parse_data(text: str, val: str | None = None) -> DataSource | None:
     """`synthetic` -> None (the caller generates it); `COCO_ROOT`; or `ANN.json:IMAGE_DIR` (train = val)."""
     if text == "synthetic":

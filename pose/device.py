@@ -47,6 +47,12 @@ class Device:
         """Loss scaling, enabled for float16 only (bfloat16 has float32's range and needs none)."""
         return torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
+    def activate(self) -> None:
+        """Make a CUDA device the process's current one: with `cuda:1`, autocast, new CUDA tensors and memory figures
+        that name no index would otherwise use cuda:0."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+
     def memory_record(self) -> dict[str, float]:
         """Peak memory the run has allocated on a CUDA device, in MiB (what to size --batch and --gpus-per-trial
         by); empty elsewhere."""

@@ -247,6 +247,7 @@ def train(
     replicas: Replicas = ALONE,
     loading: Loading = DEFAULT_LOADING,
     initial: dict[str, torch.Tensor] | None = None,
+    sync_bn: bool = False,
 ) -> dict:
     """Train on `device`, evaluating AP after every epoch; resume from out_dir/checkpoint.pt if it exists.
 
@@ -255,14 +256,18 @@ def train(
 
     `loading` sets the worker processes and cache budgets (it changes the speed and memory, not the result). With
     several `replicas`, each trains on its share of every global batch (gradients averaged by DDP); rank 0 alone
-    evaluates and writes the checkpoint (the others' records have no AP)."""
+    evaluates and writes the checkpoint (the others' records have no AP); `sync_bn` computes their BatchNorm
+    statistics over the whole global batch (SyncBatchNorm, CUDA only) instead of each replica's share."""
     torch.set_num_threads(recipe.threads)
+    device.activate()
     if device.fast:
         keep_freed_memory()
     joints = len(data.train[0].keypoints)
     net = build_model(genome, recipe, joints, device)
     if initial is not None:
         net.load_state_dict(initial)
+    if sync_bn and replicas.world > 1:
+        net = with_sync_batchnorm(net)
     model = DistributedDataParallel(net) if replicas.world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     if recipe.loss not in LOSSES:
@@ -353,6 +358,11 @@ def training_result(history: list[dict], epochs: int) -> dict:
         "train_seconds": sum(h["train_seconds"] for h in history),
         "history": history,
     }
+
+
+def with_sync_batchnorm(net: nn.Module) -> nn.Module:
+    """`net` with every BatchNorm layer a SyncBatchNorm (same parameters and buffers, so the same checkpoint keys)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
 
 
 def check_finite(parameters, message: str) -> None:

@@ -171,6 +171,7 @@ def train_supernet(
     the genomes to sample (default: `supernet.sampling.candidates` of the space within the budget). `track`: score
     the largest, the smallest and the space's presets after every epoch (off: a search scores its own genomes)."""
     torch.set_num_threads(recipe.threads)
+    device.activate()
     if device.fast:
         keep_freed_memory()
     if options.sandwich < 0:

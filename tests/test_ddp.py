@@ -41,7 +41,9 @@ from tests.test_training import MINI_DATA, RECIPE, ROOT, TINY
 EXACT = 1e-5
 BN_TOLERANCE = 1e-2
 NOT_EQUAL = 1e-6
-TINY_ARGS = ["--arch", "litehrnet-18", "--gene", "width=8", "--gene", "modules=[1,1,1]", "--threads", "1"]
+# --device cpu where a test means the CPU (gloo): on a GPU machine the default would be CUDA (nccl)
+TINY_ARGS = ["--arch", "litehrnet-18", "--gene", "width=8", "--gene", "modules=[1,1,1]", "--threads", "1", "--device",
+             "cpu"]  # fmt: skip
 MINI_ARGS = [*TINY_ARGS, "--data", MINI_DATA, "--input", "64x64", "--batch", "4"]
 
 
@@ -172,7 +174,7 @@ def test_a_supernet_trains_as_two_ray_train_workers(tmp_path, ray_head):
             "--max-steps", "2", "--out", str(out), "--storage", str(store), "--json"]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "hrnas.cli", "supernet", "train", "--input", "64x64", "--batch", "4", "--threads", "1",
-         "--ddp", "2", "--address", ray_head, *args],
+         "--device", "cpu", "--ddp", "2", "--address", ray_head, *args],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "token"}, capture_output=True,
         text=True, timeout=600,
     )  # fmt: skip
@@ -264,3 +266,58 @@ def test_ddp_threads_default_to_each_workers_share_of_the_cpus():
         recipe_from_args(build_parser().parse_args(["--arch", "litehrnet-18", "--ddp", "2", "--threads", "3"])).threads
         == 3
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sync-bn"], "--sync-bn synchronises BatchNorm between --ddp workers; add --ddp N"),
+        (["--sync-bn", "--ddp", "2"], "--sync-bn needs CUDA workers (SyncBatchNorm runs on GPUs), not cpu"),
+    ],
+)
+def test_sync_bn_needs_ddp_on_cuda(capsys, args, message):
+    code, _, err = run_script(capsys, "train", *MINI_ARGS, *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_sync_bn_turns_every_batchnorm_into_syncbatchnorm_with_the_same_checkpoint_keys():
+    net = pose_train.build_model(TINY, RECIPE, 17)
+    keys = list(net.state_dict())
+    synced = pose_train.with_sync_batchnorm(net)
+    assert not [m for m in synced.modules() if type(m) is nn.BatchNorm2d]
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in synced.modules()) > 10
+    assert list(synced.state_dict()) == keys
+
+
+def test_relative_data_paths_are_made_absolute_before_workers_start(tmp_path, monkeypatch):
+    from pose.coco import worker_paths
+
+    monkeypatch.chdir(tmp_path)
+    data, val, boxes = worker_paths("ann.json:images", "coco", "boxes.json")
+    assert data == f"{tmp_path / 'ann.json'}:{tmp_path / 'images'}"
+    assert val == str(tmp_path / "coco") and boxes == str(tmp_path / "boxes.json")
+    assert worker_paths("synthetic", None, None) == ("synthetic", None, None)
+
+
+def test_the_drivers_nccl_and_gloo_settings_reach_the_workers(monkeypatch):
+    from nas.ray_common import runtime_env
+
+    for name in ("NCCL_SOCKET_IFNAME", "TORCH_NCCL_ASYNC_ERROR_HANDLING", "GLOO_SOCKET_IFNAME", "UNRELATED_SETTING"):
+        monkeypatch.setenv(name, "eth1")
+    env = runtime_env()["env_vars"]
+    assert {k: env[k] for k in env if "NCCL" in k or "GLOO" in k} == {
+        "NCCL_SOCKET_IFNAME": "eth1", "TORCH_NCCL_ASYNC_ERROR_HANDLING": "eth1", "GLOO_SOCKET_IFNAME": "eth1",
+    }  # fmt: skip
+    assert "UNRELATED_SETTING" not in env
+
+
+def test_a_cuda_device_is_made_the_current_one(monkeypatch):
+    """`--device cuda:1` (or a Ray Train worker's GPU): autocast and new tensors must not land on cuda:0."""
+    from pose.device import CPU, Device
+
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    CPU.activate()
+    assert current == []
+    Device(torch.device("cuda", 1), torch.bfloat16).activate()
+    assert current == [torch.device("cuda", 1)]

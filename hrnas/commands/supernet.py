@@ -37,7 +37,7 @@ from hrnas.commands.train import (
 )
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
-from pose.coco import absolute_data, parse_data
+from pose.coco import parse_data, worker_paths
 from pose.device import resolve_device
 from pose.loading import ALONE
 from pose.train import load_data
@@ -153,7 +153,8 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
 
     tracker = SupernetTracker(tracking_uri, args.experiment, Path(args.storage).resolve(), out)
     params = supernet_params(source, pool, recipe, options, data, device, args.augment, args.ddp or 1)
-    data_args = {"data": absolute_data(args.data), "val": absolute_data(args.val) if args.val else None}
+    data_path, val_path, boxes_path = worker_paths(args.data, args.val, args.val_boxes)
+    data_args = {"data": data_path, "val": val_path}
 
     if args.ddp is not None:
         print(describe_ddp(args.ddp, recipe.batch), file=sys.stderr)
@@ -164,7 +165,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
         from nas.ddp import DdpJob, SupernetJob, train_on_ray
         from nas.ray_common import recipe_config
 
-        job = DdpJob("", recipe_config(recipe), data_args["data"], data_args["val"], args.val_boxes,
+        job = DdpJob("", recipe_config(recipe), data_path, val_path, boxes_path,
                      args.box_threshold, device, args.ddp, args.verbose, loading,
                      SupernetJob(source.text, options))  # fmt: skip
         return train_on_ray(job, out, args.address, args.verbose)

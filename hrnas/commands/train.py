@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fine-tune",
     )
     add_ddp_arguments(p)
+    p.add_argument("--sync-bn", action="store_true", help="with --ddp on CUDA: BatchNorm statistics over the whole "
+                   "global batch (SyncBatchNorm) instead of each GPU's share, for small per-GPU batches")  # fmt: skip
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the result")
     return p
 
@@ -210,6 +212,12 @@ def device_from_args(args: argparse.Namespace, recipe: Recipe) -> Device:
     """--device and --amp resolved, and --ddp / --address checked against them and the batch (Ray is imported
     only for --ddp)."""
     device = resolve_device(args.device, args.amp)
+    if getattr(args, "sync_bn", False):
+        if args.ddp is None:
+            raise ValueError("--sync-bn synchronises BatchNorm between --ddp workers; add --ddp N or leave it out")
+        if device.device.type != "cuda":
+            raise ValueError(f"--sync-bn needs CUDA workers (SyncBatchNorm runs on GPUs), not {device.device.type}; "
+                             "leave it out, or train with --device cuda")  # fmt: skip
     if args.ddp is not None:
         from nas.ddp import check_ddp
 
