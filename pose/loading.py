@@ -51,12 +51,14 @@ class Loading:
     def worker_count(self, cpus: int, device: Device) -> int:
         """The explicit worker count, or the trial's CPUs minus one (the training process keeps one). On the CPU
         with two CPUs or fewer, none: the model step then needs both cores, and a worker beside the two torch
-        threads made the default `hrnas train` 2-5 % slower on a 2-core machine (bench/RESULTS.md)."""
+        threads made the default `hrnas train` 2-5 % slower on a 2-core machine (bench/RESULTS.md). On a GPU at
+        least one, even with one CPU: the training process mostly waits on the GPU, which would otherwise wait for
+        every batch to be decoded and augmented."""
         if self.workers is not None:
             return self.workers
-        if device.device.type == "cpu" and cpus <= SMALL_CPU:
-            return 0
-        return max(0, cpus - 1)
+        if device.device.type == "cpu":
+            return 0 if cpus <= SMALL_CPU else cpus - 1
+        return max(1, cpus - 1)
 
     def image_share(self, workers: int, decoded: int = 0) -> int:
         """Decoded-image bytes for each process that loads (training and validation workers share the budget), or

@@ -311,13 +311,15 @@ def test_the_drivers_nccl_and_gloo_settings_reach_the_workers(monkeypatch):
     assert "UNRELATED_SETTING" not in env
 
 
-def test_a_cuda_device_is_made_the_current_one(monkeypatch):
+def test_a_cuda_device_is_made_the_current_one_with_cudnn_benchmark(monkeypatch):
     """`--device cuda:1` (or a Ray Train worker's GPU): autocast and new tensors must not land on cuda:0."""
     from pose.device import CPU, Device
 
     current = []
     monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     CPU.activate()
-    assert current == []
+    assert current == [] and not torch.backends.cudnn.benchmark
     Device(torch.device("cuda", 1), torch.bfloat16).activate()
     assert current == [torch.device("cuda", 1)]
+    assert torch.backends.cudnn.benchmark  # a training's input size is fixed: cuDNN's search pays off

@@ -76,10 +76,10 @@ def test_same_seed_gives_the_same_loss_and_ap_with_0_and_2_workers(mini_data):
     assert alone["loss"] == parallel["loss"] and alone["ap"] == parallel["ap"]
 
 
-def test_default_workers_are_the_cpus_minus_one_except_on_a_small_cpu():
+def test_default_workers_are_the_cpus_minus_one_except_on_a_small_cpu_and_at_least_one_on_a_gpu():
     cuda = Device(torch.device("cuda"))  # a device object only: nothing runs on it
     assert [Loading().worker_count(cpus, CPU) for cpus in (1, 2, 3, 4)] == [0, 0, 2, 3]
-    assert [Loading().worker_count(cpus, cuda) for cpus in (1, 2, 4)] == [0, 1, 3]
+    assert [Loading().worker_count(cpus, cuda) for cpus in (1, 2, 4)] == [1, 1, 3]
     assert Loading(workers=3).worker_count(1, CPU) == 3
     with pytest.raises(ValueError, match="--workers"):
         Loading(workers=-1)
