@@ -22,7 +22,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, redirect_stderr
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -35,7 +35,7 @@ from ray.util.queue import Empty, Queue
 from nas.options import say
 from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
 from pose.coco import parse_data, worker_paths
-from pose.device import Device
+from pose.device import Device, resolve_device
 from pose.loading import DEFAULT_LOADING, Loading, Replicas
 from pose.train import Recipe, load_data, train, training_result
 from search_space.genome import Genome
@@ -66,12 +66,13 @@ class DdpJob:
     val: str | None
     val_boxes: str | None
     box_threshold: float
-    device: Device
+    device: Device  # the kind of device (pose.device.planned_device); each worker resolves its own from `amp`
     workers: int
     verbose: bool = False
     loading: Loading = DEFAULT_LOADING  # each rank's data workers and cache budgets
     supernet: SupernetJob | None = None  # train this supernet instead of `genome` (`hrnas supernet train --ddp`)
     sync_bn: bool = False  # BatchNorm statistics over the global batch (`hrnas train --ddp N --sync-bn`, CUDA)
+    amp: str = "auto"  # --amp as typed: a worker picks the precision its own GPU computes
 
     @property
     def checkpoint(self) -> str:
@@ -254,7 +255,7 @@ def train_worker(config: dict) -> None:
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     context = ray.train.get_context()
     replicas = Replicas(context.get_world_rank(), context.get_world_size())
-    device = replace(job.device, device=ray.train.torch.get_device())
+    device = worker_device(ray.train.torch.get_device(), job.amp)
     boxes = Path(job.val_boxes) if job.val_boxes else None
     data = load_data(parse_data(job.data, job.val), detections=boxes, box_threshold=job.box_threshold)
     recipe: Recipe = recipe_from_config(job.recipe)
@@ -280,10 +281,16 @@ def train_worker(config: dict) -> None:
                 train_supernet(source, data, recipe, options, Path(tmp), report, quiet, device, replicas, job.loading)
 
 
+def worker_device(given: torch.device, amp: str) -> Device:
+    """A worker's device and precision, resolved in the worker on the device Ray Train gives it (its GPU, whose
+    compute capability decides --amp auto), not on the machine that started the job."""
+    return resolve_device(str(given), amp)
+
+
 def ddp_job(genome: Genome, recipe: Recipe, args, device: Device, loading: Loading = DEFAULT_LOADING) -> DdpJob:
     """The job of `hrnas train --ddp N` from its parsed arguments."""
     data, val, val_boxes = worker_paths(args.data, args.val, args.val_boxes)
     return DdpJob(
         genome.compact(), recipe_config(recipe), data, val, val_boxes, args.box_threshold, device, args.ddp,
-        args.verbose, loading, sync_bn=args.sync_bn,
+        args.verbose, loading, sync_bn=args.sync_bn, amp=args.amp,
     )  # fmt: skip

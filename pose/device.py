@@ -128,6 +128,21 @@ def _amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
     return dtype
 
 
+def planned_device(device: str, amp: str) -> Device:
+    """The device kind a data-parallel job's workers will train on, decided where the job starts, whose machine
+    may have no GPU (a cluster's head): `cuda` is not checked here and the precision is left to each worker
+    (`resolve_device` on the GPU Ray gives it, `amp` None here). Syntax and impossible pairs are still errors."""
+    if device not in ("auto", "cpu", "cuda"):
+        _torch_device(device)  # the error for a word that is not a device (or cuda:N, mps, refused by the job)
+        return Device(torch.device(device))
+    if amp not in AMPS:
+        raise ValueError(f"--amp {amp!r} is not a precision; choose one of {', '.join(AMPS)}")
+    kind = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    if kind == "cpu":
+        return Device(torch.device("cpu"), _amp_dtype(amp, torch.device("cpu")))
+    return Device(torch.device("cuda"))
+
+
 def resolve_device(device: str = "auto", amp: str = "auto") -> Device:
     """The Device for --device and --amp, or a ValueError naming the impossible choice and what to use instead."""
     where = _torch_device(device)

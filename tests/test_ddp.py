@@ -323,3 +323,24 @@ def test_a_cuda_device_is_made_the_current_one_with_cudnn_benchmark(monkeypatch)
     Device(torch.device("cuda", 1), torch.bfloat16).activate()
     assert current == [torch.device("cuda", 1)]
     assert torch.backends.cudnn.benchmark  # a training's input size is fixed: cuDNN's search pays off
+
+
+def test_a_cuda_job_is_checked_against_the_clusters_gpus_not_the_drivers(capsys, tmp_path):
+    """The machine that starts `--ddp N --device cuda` may have no GPU (a cluster's head): what counts is whether
+    the cluster has N GPUs; here the local Ray instance has none."""
+    code, _, err = run_script(capsys, "train", *TINY_ARGS[:-2], "--data", MINI_DATA, "--input", "64x64", "--batch",
+                              "4", "--ddp", "2", "--device", "cuda", "--out", str(tmp_path))  # fmt: skip
+    assert code == 2 and "this machine has no CUDA device" not in err
+    assert "--ddp 2 --threads 1: the local Ray instance has" in err and "and 0 GPUs, room for 0 such workers" in err
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), torch.float16), ((8, 0), torch.bfloat16)])
+def test_each_worker_resolves_its_precision_on_its_own_gpu(monkeypatch, capability, expected):
+    from nas.ddp import worker_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    device = worker_device(torch.device("cuda", 1), "auto")
+    assert device.device == torch.device("cuda", 1) and device.amp is expected
+    assert worker_device(torch.device("cpu"), "auto").amp is None

@@ -167,7 +167,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
 
         job = DdpJob("", recipe_config(recipe), data_path, val_path, boxes_path,
                      args.box_threshold, device, args.ddp, args.verbose, loading,
-                     SupernetJob(source.text, options))  # fmt: skip
+                     SupernetJob(source.text, options), amp=args.amp)  # fmt: skip
         return train_on_ray(job, out, args.address, args.verbose)
 
     command = describe_command(argv, "supernet")

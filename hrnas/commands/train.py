@@ -24,7 +24,7 @@ from hrnas.paths import check_writable
 from pose.coco import DataError, parse_data
 from pose.dataset import AUGMENTATIONS
 from pose.decode import DECODERS
-from pose.device import AMPS, DEVICES, Device, resolve_device
+from pose.device import AMPS, DEVICES, Device, planned_device, resolve_device
 from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES, MIB, Loading
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
@@ -211,7 +211,8 @@ def loading_from_args(args: argparse.Namespace) -> Loading:
 def device_from_args(args: argparse.Namespace, recipe: Recipe) -> Device:
     """--device and --amp resolved, and --ddp / --address checked against them and the batch (Ray is imported
     only for --ddp)."""
-    device = resolve_device(args.device, args.amp)
+    # --ddp: the workers' GPUs, which the machine that starts the job may not have; each worker sets the precision
+    device = resolve_device(args.device, args.amp) if args.ddp is None else planned_device(args.device, args.amp)
     if getattr(args, "sync_bn", False):
         if args.ddp is None:
             raise ValueError("--sync-bn synchronises BatchNorm between --ddp workers; add --ddp N or leave it out")
@@ -269,7 +270,7 @@ def train_command(args: argparse.Namespace) -> dict:
         input=args.input,
         data=data.description,
         device=str(device.device),
-        amp=device.amp_name,
+        amp=device.amp_name if args.ddp is None or device.device.type == "cpu" else f"{args.amp} (each worker's GPU)",
     )
     if out is not None:
         (out / "result.json").write_text(json.dumps({**summary, "history": result["history"]}, indent=1))
