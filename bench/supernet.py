@@ -26,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from blocks.network import PoseNet, keep_freed_memory, prepare_for_training, prepare_input  # noqa: E402
+from pose.device import resolve_device  # noqa: E402
 from pose.train import Recipe, load_data  # noqa: E402
 from search_space.presets import PRESETS, load_preset  # noqa: E402
 from search_space.space import DEFAULT_SPACE, SearchSpace  # noqa: E402
@@ -38,8 +39,11 @@ TARGETS = {"ratio": 1.25, "score_s": 10.0}
 
 
 def timed(run) -> float:
+    """Seconds of `run()`, the GPU's queued work included."""
     start = time.perf_counter()
     run()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -52,9 +56,13 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION)
     parser.add_argument("--random", type=int, default=3, help="genomes sampled from the space (seeded, default 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (default, the CPU fast paths), cuda, cuda:N or auto")
     args = parser.parse_args()
+    device = resolve_device(args.device, "off")
+    device.activate()
     torch.set_num_threads(1)
-    keep_freed_memory()
+    if device.fast:
+        keep_freed_memory()
     space = SearchSpace.from_file(args.space)
     start = time.perf_counter()
     genomes = list(space.valid_genomes())
@@ -63,7 +71,7 @@ def main() -> None:
     print(f"{len(genomes)} genomes listed in {listed:.1f}s; union of {len(union.shapes)} parameter names in "
           f"{time.perf_counter() - start - listed:.1f}s")  # fmt: skip
     start = time.perf_counter()
-    supernet = prepare_for_training(SuperNet(space, shapes=union), fast=True).train()
+    supernet = prepare_for_training(SuperNet(space, shapes=union).to(device.device), fast=device.fast).train()
     print(f"supernet of {sum(p.numel() for p in supernet.parameters()):,} parameters initialised in "
           f"{time.perf_counter() - start:.1f}s")  # fmt: skip
     data, recipe = load_data(None), Recipe()
@@ -72,12 +80,12 @@ def main() -> None:
     for i in range(len(prepared.val_set)):  # the validation crops, cached once for every genome
         prepared.val_set[i]
     print(f"calibration images and validation crops prepared in {time.perf_counter() - start:.1f}s")
-    x = prepare_input(torch.randn(args.batch, 3, *recipe.input_hw), True)
+    x = prepare_input(torch.randn(args.batch, 3, *recipe.input_hw, device=device.device), device.fast)
     named = {arch: load_preset(arch) for arch in args.arch or ["litehrnet-18", "ditehrnet-18"]}
     named.update({f"sampled-{i}": g for i, g in enumerate(random.Random(args.seed).sample(genomes, args.random))})
     worst = {"ratio": 0.0, "score_s": 0.0}
     for arch, genome in named.items():
-        net = prepare_for_training(PoseNet(genome.resolve()), fast=True).train()
+        net = prepare_for_training(PoseNet(genome.resolve()).to(device.device), fast=device.fast).train()
 
         def standalone(net=net) -> None:
             net.zero_grad(set_to_none=True)
@@ -94,7 +102,9 @@ def main() -> None:
                 if i:
                     times[name].append(seconds)
         alone, inside = (statistics.median(times[k]) for k in ("standalone", "supernet"))
-        scored = timed(lambda genome=genome: score(supernet, genome, data, recipe, args.calibration, prepared=prepared))
+        scored = timed(
+            lambda genome=genome: score(supernet, genome, data, recipe, args.calibration, device, prepared=prepared)
+        )
         worst = {"ratio": max(worst["ratio"], inside / alone), "score_s": max(worst["score_s"], scored)}
         print(f"{arch}: step standalone {alone:.3f}s, supernet {inside:.3f}s ({inside / alone:.2f}x); score "
               f"{scored:.1f}s ({args.calibration} calibration images, {len(data.val)} validation people)"
