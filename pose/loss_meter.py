@@ -29,18 +29,20 @@ class LossMeter:
     skipped: int = 0  # non-finite steps read so far (skipped by GradScaler)
     labels: list[str] = field(default_factory=list)
     _state: torch.Tensor = field(init=False)  # finite sum, finite count, first bad step (-1: none), its value
+    _dtype: torch.dtype = field(init=False)
 
     def __post_init__(self) -> None:
-        self._state = torch.tensor([0.0, 0.0, -1.0, 0.0], dtype=torch.float64, device=self.device)
+        self._dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
+        self._state = torch.tensor([0.0, 0.0, -1.0, 0.0], dtype=self._dtype, device=self.device)
 
     def add(self, loss: torch.Tensor, label: str = "") -> None:
         """Count one step's loss (a scalar tensor) without a host sync; `label` names the step in an error."""
-        value = loss.detach().reshape(()).to(torch.float64)
+        value = loss.detach().reshape(()).to(self._dtype)
         finite = torch.isfinite(value)
         first = ~finite & (self._state[2] < 0)
         update = torch.stack([
             torch.where(finite, value, 0.0),
-            finite.to(torch.float64),
+            finite.to(self._dtype),
             torch.where(first, float(self.steps) + 1, 0.0),
             torch.where(first, value, 0.0),
         ])  # fmt: skip
