@@ -166,8 +166,40 @@ def _ort_runner(model: nn.Module, example: tuple[torch.Tensor, ...], setting: Se
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=[ORT_PROVIDERS[setting.device]])
+    check_provider(session.get_providers(), setting.device)
     feed = {name: x.numpy().astype(np.float32) for name, x in zip(names, example, strict=True)}
-    return lambda: session.run(None, feed)
+    if setting.device == "cpu":
+        return lambda: session.run(None, feed)
+    return bound_run(session, feed, setting.device)
+
+
+def check_provider(providers: list[str], device: str) -> None:
+    """An error unless onnxruntime really runs on `device`: a CUDA session whose provider failed to load (a CUDA or
+    cuDNN library missing or of another version) falls back to the CPU silently, and would time the CPU."""
+    if providers[0] != ORT_PROVIDERS[device]:
+        raise LatencyError(
+            f"--device {device}: onnxruntime runs this network on {providers[0]}, not {ORT_PROVIDERS[device]} (its "
+            "CUDA or cuDNN libraries did not load; onnxruntime-gpu must match the installed CUDA): fix the install, "
+            "or measure with --runtime torch"
+        )
+
+
+def bound_run(session, feed: dict[str, np.ndarray], device: str) -> Inference:
+    """One inference with its input already on `device` and its output left there (onnxruntime's I/O binding): on
+    a GPU the time is the network's, not the host copies'. Returns the binding's outputs."""
+    import onnxruntime
+
+    binding = session.io_binding()
+    for name, array in feed.items():
+        binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, device, 0))
+    for output in session.get_outputs():
+        binding.bind_output(output.name, device, 0)
+
+    def run():
+        session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    return run
 
 
 def export_any(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> list[str]:

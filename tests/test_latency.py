@@ -252,3 +252,31 @@ def test_ablation_table_gains_a_measured_latency_column(tmp_path, capsys):
     rows = json.loads(out.strip().splitlines()[-1])["rows"]
     assert len(rows) == 2 and all(r["latency_ms"] > 0 for r in rows)
     assert "latency_ms" in out and "ort on cpu, batch 1, 1 thread, 256x192" in out
+
+
+def test_an_onnxruntime_that_fell_back_to_the_cpu_is_an_error_not_a_cuda_latency():
+    from search_space.latency import check_provider
+
+    check_provider(["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda")
+    check_provider(["CPUExecutionProvider"], "cpu")
+    with pytest.raises(LatencyError, match="runs this network on CPUExecutionProvider, not CUDAExecutionProvider"):
+        check_provider(["CPUExecutionProvider"], "cuda")
+
+
+def test_the_bound_run_computes_what_a_plain_run_does(tmp_path):
+    """The I/O-bound inference a CUDA latency times (input placed once, output left on the device), exercised here on
+    the CPU: the same heatmaps as session.run."""
+    import onnxruntime
+
+    from blocks.network import PoseNet
+    from blocks.onnx_export import export_onnx
+    from search_space.latency import bound_run
+    from tests.test_training import TINY
+
+    path = tmp_path / "tiny.onnx"
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    export_onnx(PoseNet(TINY.resolve(17)).eval(), x, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    (bound,) = bound_run(session, feed, "cpu")()
+    np.testing.assert_array_equal(bound.numpy(), session.run(None, feed)[0])
