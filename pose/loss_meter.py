@@ -23,7 +23,6 @@ class LossMeter:
     device: torch.device
     epoch: int  # 0-based, for messages
     skip_nonfinite: bool = False
-    what: str = "loss"
     steps: int = 0
     mean: float | None = None  # as of the last read; None before it
     skipped: int = 0  # non-finite steps read so far (skipped by GradScaler)
@@ -64,7 +63,7 @@ class LossMeter:
             label = f" ({self.labels[step]})" if self.labels[step] else ""
             where = f"at epoch {self.epoch + 1}, step {step + 1}{label}"
             if not self.skip_nonfinite:
-                raise FloatingPointError(f"{self.what} became {bad_value} {where}")
+                raise FloatingPointError(f"loss became {bad_value} {where}")
             if self.skipped * 2 > self.steps:
                 raise FloatingPointError(
                     f"float16 overflowed in {self.skipped} of {self.steps} steps of epoch {self.epoch + 1} (the first "
