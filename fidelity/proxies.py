@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pose.dataset import TopDownDataset
+from pose.dataset import TopDownDataset, normalise
 from pose.losses import LOSSES
 from pose.train import Data, Recipe, build_model
 from search_space.genome import Genome
@@ -46,7 +46,8 @@ def proxy_batch(data: Data, recipe: Recipe, size: int = BATCH, seed: int = 0) ->
     dataset = TopDownDataset(data.train, recipe.input_hw, True, recipe.augment, seed, sigma=recipe.sigma)
     picks = np.random.default_rng(seed).choice(len(dataset), size=min(size, len(dataset)), replace=False)
     items = [dataset[int(i)] for i in picks]
-    return Batch(*(torch.stack([item[k] for item in items]) for k in range(3)))
+    images, targets, weights = (torch.stack([item[k] for item in items]) for k in range(3))
+    return Batch(normalise(images), targets, weights)
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from blocks.network import prepare_input
 from pose.coco import DataError, Person
+from pose.device import Device
 from pose.geometry import UPPER_BODY, affine_matrix, apply_affine, box_to_center_scale, flip_permutation
 from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES
 from pose.targets import default_sigma, gaussian_heatmaps
@@ -92,11 +95,35 @@ def crop(image: Image.Image, matrix: np.ndarray, input_hw: tuple[int, int]) -> n
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(((pixels.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1).copy())
+    """An (H, W, 3) uint8 crop as a (3, H, W) uint8 tensor. Batches stay uint8 through the loader's queues, pinned
+    memory and the copy to the GPU (a quarter of float32's bytes) and are normalised where the model runs
+    (`model_input`)."""
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+@lru_cache(maxsize=8)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD as (1, 3, 1, 1) tensors on `device`, copied there once."""
+    return tuple(torch.from_numpy(v).to(device).view(1, 3, 1, 1) for v in (MEAN, STD))
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch (N, 3, H, W) as float32 `(pixel - MEAN) / STD`, computed on the batch's device (the same
+    float32 operations, so the same numbers, as normalising each crop with numpy on the CPU)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"normalise takes uint8 image batches (pose.dataset.to_tensor), got {images.dtype}")
+    mean, std = _mean_std(images.device)
+    return (images.float() - mean) / std
+
+
+def model_input(images: torch.Tensor, device: Device) -> torch.Tensor:
+    """A loader's uint8 batch as the model's input on `device`: copied as uint8 (asynchronously from pinned
+    memory), normalised there and laid out as `prepare_for_training(model, device.fast)` expects."""
+    return prepare_input(normalise(images.to(device.device, non_blocking=True)), device.fast)
 
 
 class TopDownDataset(torch.utils.data.Dataset):
-    """Person i, or (epoch, i) -> (image (3,H,W), heatmaps (J,h,w), weights (J,), i). Augmentation is seeded per
+    """Person i, or (epoch, i) -> (image (3,H,W) uint8, heatmaps (J,h,w), weights (J,), i). Augmentation is seeded per
     (seed, epoch, i), so it does not matter which process computes a crop; a bare i uses `self.epoch`."""
 
     def __init__(

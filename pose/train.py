@@ -20,10 +20,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training, prepare_input
+from blocks.network import PoseNet, init_weights, keep_freed_memory, prepare_for_training
 from pose.annotation_index import indexed_people
 from pose.coco import DataError, DataSource, Person, decoded_bytes, detected_people, ground_truth_people, load_coco
-from pose.dataset import SHORT_AUGMENT, Augment, CropCache, ImageCache, TopDownDataset
+from pose.dataset import SHORT_AUGMENT, Augment, CropCache, ImageCache, TopDownDataset, model_input
 from pose.decode import decode_peaks, predict_heatmaps, to_image_coordinates
 from pose.device import CPU, Device
 from pose.evaluate import Prediction, coco_keypoint_stats, to_results
@@ -126,6 +126,9 @@ def build_model(genome: Genome, recipe: Recipe, joints: int, device: Device = CP
     return prepare_for_training(model.to(device.device), fast=device.fast)
 
 
+EVAL_BATCH = 64  # persons per batch of `evaluate` and of one-shot scoring (supernet.score)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -134,7 +137,7 @@ def evaluate(
     flip_test: bool = Recipe.flip_test,
     loss: str = Recipe.loss,
     decode: str = Recipe.decode,
-    batch: int = 64,
+    batch: int = EVAL_BATCH,
     device: Device = CPU,
     loader: torch.utils.data.DataLoader | None = None,
 ) -> dict:
@@ -145,7 +148,7 @@ def evaluate(
     loader = loader or make_loader(dataset, EpochSampler(len(dataset), shuffle=False), batch, 0, device)
     to_heatmaps = LOSSES[loss].to_heatmaps
     for images, _, _, index in loader:
-        inputs = prepare_input(images.to(device.device, non_blocking=True), device.fast)
+        inputs = model_input(images, device)
         heatmaps = predict_heatmaps(
             lambda x: _forward(model, x, device), inputs, flip_test, lambda output: to_heatmaps(output, dataset.sigma)
         )
@@ -310,8 +313,9 @@ def train(
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
-            images, targets, weights = (t.to(device.device, non_blocking=True) for t in (images, targets, weights))
-            loss = loss_fn(_forward(model, prepare_input(images, device.fast), device), targets, weights)
+            images = model_input(images, device)
+            targets, weights = (t.to(device.device, non_blocking=True) for t in (targets, weights))
+            loss = loss_fn(_forward(model, images, device), targets, weights)
             if replicas.world > 1:
                 loss = loss * batch_share(denominator(weights), replicas.world)
             optimizer.zero_grad(set_to_none=True)

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from blocks.network import prepare_input
-from pose.dataset import ImageCache, TopDownDataset
+from pose.dataset import ImageCache, TopDownDataset, model_input
 from pose.device import CPU, Device
 from pose.train import Data, Recipe
 
@@ -25,7 +24,7 @@ def calibration_images(
     data: Data, recipe: Recipe, count: int = DEFAULT_CALIBRATION, seed: int = 0, cache: ImageCache | None = None
 ) -> torch.Tensor:
     """The first `count` people of a seeded permutation of the training people (all of them if fewer), as
-    unaugmented crops at the recipe's input size: a (count, 3, H, W) batch."""
+    unaugmented crops at the recipe's input size: a (count, 3, H, W) uint8 batch (`pose.dataset.to_tensor`)."""
     if count < 1:
         raise ValueError(f"--calibration {count}: need at least one calibration image")
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(seed))[:count]
@@ -45,7 +44,7 @@ def calibrate(
     batch: int = 64,
 ) -> nn.Module:
     """Reset the BatchNorm running statistics of `model` and re-estimate them as the cumulative average (momentum
-    None) over `images` (a tensor, cut in batches of `batch`, or an iterable of batches), in train mode without
+    None) over uint8 `images` (a tensor, cut in batches of `batch`, or an iterable of batches), in train mode without
     gradients; then leave `model` in eval mode. `model` is an extracted network or a subnet inside the supernet,
     `supernet.network(genome)` (which leaves the supernet in eval mode too). Returns `model`."""
     norms = _batch_norms(model)
@@ -60,7 +59,7 @@ def calibrate(
     try:
         for chunk in batches:
             with device.autocast():
-                model(prepare_input(chunk.to(device.device), device.fast))
+                model(model_input(chunk, device))
     finally:
         for bn, momentum in zip(norms, momenta, strict=True):
             bn.momentum = momentum
