@@ -3,12 +3,18 @@ time to score a genome (BatchNorm calibration + evaluation as train.py scores), 
 
 python bench/supernet.py                       # default space: litehrnet-18, ditehrnet-18 and 3 sampled genomes
 python bench/supernet.py --arch litehrnet-30 --random 0 --iters 5 --calibration 256
+python bench/supernet.py --random 0 --arch litehrnet-18 --sandwich-steps 6   # mostly the prefetch comparison
 
 Targets (issue 12): a supernet step at most 1.25x the standalone step; a score at most 10 s (1 thread, 128x96).
 
 One thread (the issue's setting), CPU fast paths, batch 32 at 128x96 for the steps (forward + backward; the
 standalone and supernet steps alternate, so both see the same machine load; medians), the synthetic default's
 validation split for the score.
+
+Sandwich steps: a training step runs two genomes it ran before (here the first two --arch) and two random ones new
+to it, whose skeletons (hundreds of modules built in Python) are built either when they run or, prefetched, in a
+background thread during the step before (`SuperNet.prefetch`, what supernet training does). Blocks of
+--sandwich-steps steps alternate between the two ways; medians per step.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=3, help="genomes sampled from the space (seeded, default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu (default, the CPU fast paths), cuda, cuda:N or auto")
+    parser.add_argument("--sandwich-steps", type=int, default=4, help="steps per block of the prefetch comparison")
     args = parser.parse_args()
     device = resolve_device(args.device, "off")
     device.activate()
@@ -76,7 +83,7 @@ def main() -> None:
           f"{time.perf_counter() - start:.1f}s")  # fmt: skip
     data, recipe = load_data(None), Recipe()
     start = time.perf_counter()
-    prepared = scoring_set(data, recipe, args.calibration)
+    prepared = scoring_set(data, recipe, args.calibration, device=device)
     for i in range(len(prepared.val_set)):  # the validation crops, cached once for every genome
         prepared.val_set[i]
     print(f"calibration images and validation crops prepared in {time.perf_counter() - start:.1f}s")
@@ -109,10 +116,39 @@ def main() -> None:
         print(f"{arch}: step standalone {alone:.3f}s, supernet {inside:.3f}s ({inside / alone:.2f}x); score "
               f"{scored:.1f}s ({args.calibration} calibration images, {len(data.val)} validation people)"
               f"{'' if arch in PRESETS else f'  [{genome.compact()}]'}", flush=True)  # fmt: skip
+    if args.sandwich_steps:
+        compare_prefetch(supernet, genomes, list(named.values())[:2], x, args.sandwich_steps, args.seed)
     verdict = lambda ok: "PASS" if ok else "FAIL"  # noqa: E731
     print(f"worst step ratio {worst['ratio']:.2f}x (target <= {TARGETS['ratio']}x: "
           f"{verdict(worst['ratio'] <= TARGETS['ratio'])}); worst score {worst['score_s']:.1f}s (target <= "
           f"{TARGETS['score_s']:.0f}s: {verdict(worst['score_s'] <= TARGETS['score_s'])})")  # fmt: skip
+
+
+def compare_prefetch(supernet: SuperNet, genomes: list, known: list, x: torch.Tensor, steps: int, seed: int) -> None:
+    """Median sandwich-step seconds with the random genomes built when they run against prefetched (module doc)."""
+    for genome in known:
+        supernet.subnet(genome)
+    fresh = iter(random.Random(seed + 1).sample(genomes, 2 * 4 * steps))
+    times: dict[str, list[float]] = {"built": [], "prefetched": []}
+    for way in ("built", "prefetched", "built", "prefetched"):
+        block = [[next(fresh), next(fresh)] for _ in range(steps)]
+        if way == "prefetched":  # the first step's genomes ready, as every step's are in a running training
+            supernet.prefetch(block[0])
+            for genome in block[0]:
+                supernet.subnet(genome)
+        for i, step in enumerate(block):
+            coming = block[i + 1] if way == "prefetched" and i + 1 < steps else []
+
+            def run(step=step, coming=coming) -> None:
+                supernet.prefetch(coming)
+                supernet.zero_grad(set_to_none=True)
+                for genome in [*known, *step]:
+                    supernet(genome, x).square().mean().backward()
+
+            times[way].append(timed(run))
+    built, prefetched = (statistics.median(times[k]) for k in ("built", "prefetched"))
+    print(f"sandwich step (2 known + 2 new genomes): built when run {built:.3f}s, prefetched {prefetched:.3f}s "
+          f"({built / prefetched:.2f}x)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

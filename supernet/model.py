@@ -9,11 +9,14 @@ genomes of a step. `extract(genome)` gives the zoo's standalone PoseNet with the
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from blocks.network import PoseNet, prepare_for_training
 from search_space.genome import Genome
@@ -74,6 +77,7 @@ class SuperNet(nn.Module):
             {_key(name): nn.Parameter(tensor) for name, tensor in _initial_values(union, seed).items()}
         )
         self._subnets: OrderedDict[tuple[str, bool, str], Subnet] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, bool, str], Future[Subnet]] = OrderedDict()
 
     # ---- genomes ------------------------------------------------------------------------------------------
     def check(self, genome: Genome) -> None:
@@ -86,35 +90,43 @@ class SuperNet(nn.Module):
 
     def subnet(self, genome: Genome) -> Subnet:
         """The genome's skeleton for the supernet's device and layout (memoised, the `cache_size` most recently
-        used; an evicted one loses its BatchNorm statistics)."""
-        fast = self.channels_last
-        cache_key = (genome.canonical_line(), fast, str(self.device))  # a subnet's statistics belong to one layout
+        used; an evicted one loses its BatchNorm statistics), taken from `prefetch` when it built it."""
+        cache_key = self._cache_key(genome)
         found = self._subnets.get(cache_key)
         if found is not None:
             self._subnets.move_to_end(cache_key)
             return found
-        self.check(genome)
-        found = self._build_subnet(genome, fast)
+        pending = self._pending.pop(cache_key, None)
+        if pending is not None:
+            found = pending.result()
+        else:
+            self.check(genome)
+            found = _build_subnet(genome, self.joints, self.shapes, self.device, cache_key[1])
         self._subnets[cache_key] = found
         while len(self._subnets) > self.cache_size:
             self._subnets.popitem(last=False)
         return found
 
-    def _build_subnet(self, genome: Genome, fast: bool) -> Subnet:
-        with torch.device("meta"):
-            skeleton = PoseNet(genome.resolve(self.joints))
-        _materialise_buffers(skeleton, self.device)
-        prepare_for_training(skeleton, fast=fast)  # the dynamic kernels' formulation for the layout
-        skeleton.train(self.training)
-        return Subnet(genome, skeleton, self._takes(genome, skeleton), fast)
+    def prefetch(self, genomes: Iterable[Genome]) -> None:
+        """Build the skeletons of `genomes` that are neither cached nor on their way in a background thread, for
+        `subnet` to take when they run. A skeleton is hundreds of modules built in Python (0.3-1.2 s for a genome of
+        the default space on one CPU thread, far longer than a GPU step): the training loop asks for the next
+        step's random genomes before running this step's, so their building overlaps this step's computation. The
+        subnets are the ones `subnet` would build, their statistics reset; at most `cache_size` wait."""
+        for genome in genomes:
+            cache_key = self._cache_key(genome)
+            if cache_key in self._subnets or cache_key in self._pending:
+                continue
+            self.check(genome)
+            self._pending[cache_key] = _builder().submit(
+                _build_subnet, genome, self.joints, self.shapes, self.device, cache_key[1]
+            )
+            while len(self._pending) > self.cache_size:
+                self._pending.popitem(last=False)
 
-    def _takes(self, genome: Genome, network: PoseNet) -> tuple[_Take, ...]:
-        takes = []
-        for name, param in network.named_parameters():
-            if name not in self.shapes:
-                raise SharingError(f"parameter {name} of genome {genome.compact()} is not in the supernet")
-            takes.append(_Take(name, _key(name), slices(self.shapes[name], tuple(param.shape))))
-        return tuple(takes)
+    def _cache_key(self, genome: Genome) -> tuple[str, bool, str]:
+        """A subnet's statistics belong to one layout and device."""
+        return (genome.canonical_line(), self.channels_last, str(self.device))
 
     @property
     def device(self) -> torch.device:
@@ -161,11 +173,11 @@ class SuperNet(nn.Module):
         statistics are a copy of the subnet's where the supernet holds that subnet (it ran recently), else reset
         ones (mean 0, variance 1): calibrate it before scoring (`supernet.calibrate`)."""
         self.check(genome)
-        with torch.device("meta"):
+        with _OnMeta():
             model = PoseNet(genome.resolve(self.joints))
         _materialise_buffers(model, self.device)
-        subnet = self._subnets.get((genome.canonical_line(), self.channels_last, str(self.device)))
-        takes = subnet.takes if subnet is not None else self._takes(genome, model)
+        subnet = self._subnets.get(self._cache_key(genome))
+        takes = subnet.takes if subnet is not None else _takes(genome, model, self.shapes)
         state = {t.name: self.shared[t.key][t.index].clone(memory_format=torch.contiguous_format) for t in takes}
         buffers = subnet.buffers() if subnet is not None else dict(model.named_buffers())
         state.update({name: b.clone() for name, b in buffers.items()})
@@ -186,6 +198,53 @@ class GenomeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.supernet(self.genome, x)
+
+
+class _OnMeta(TorchFunctionMode):
+    """Tensors made without a device are made on the meta device (no memory, no values), like
+    `with torch.device("meta")` but in this thread alone: that also sets the process's default device, which
+    another thread (the training loop, while `prefetch` builds) would see."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor, torch.as_tensor, torch.arange}
+_FACTORIES |= {torch.rand, torch.randn, torch.randint, torch.eye, torch.empty_strided, torch.linspace}
+
+
+def _build_subnet(genome: Genome, joints: int, shapes: dict[str, Shape], device: torch.device, fast: bool) -> Subnet:
+    """The genome's skeleton: PoseNet built on meta, real BatchNorm buffers on `device`, the dynamic kernels'
+    formulation for the layout, and where each parameter is read from the shared tensors. Reads nothing the
+    supernet changes, so a background thread may run it."""
+    with _OnMeta():
+        skeleton = PoseNet(genome.resolve(joints))
+    _materialise_buffers(skeleton, device)
+    prepare_for_training(skeleton, fast=fast)
+    return Subnet(genome, skeleton, _takes(genome, skeleton, shapes), fast)
+
+
+def _takes(genome: Genome, network: PoseNet, shapes: dict[str, Shape]) -> tuple[_Take, ...]:
+    takes = []
+    for name, param in network.named_parameters():
+        if name not in shapes:
+            raise SharingError(f"parameter {name} of genome {genome.compact()} is not in the supernet")
+        takes.append(_Take(name, _key(name), slices(shapes[name], tuple(param.shape))))
+    return tuple(takes)
+
+
+_BUILDER: ThreadPoolExecutor | None = None
+
+
+def _builder() -> ThreadPoolExecutor:
+    """The process's one subnet-building thread (started at the first `prefetch`)."""
+    global _BUILDER
+    if _BUILDER is None:
+        _BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subnet-prefetch")
+    return _BUILDER
 
 
 def _materialise_buffers(module: nn.Module, device: torch.device) -> None:

@@ -21,7 +21,8 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from blocks.network import keep_freed_memory, prepare_for_training, prepare_input
+from blocks.network import keep_freed_memory, prepare_for_training
+from pose.dataset import model_input
 from pose.device import CPU, Device
 from pose.loading import ALONE, DEFAULT_LOADING, Loading, Replicas
 from pose.loss_meter import LossMeter
@@ -202,7 +203,8 @@ def train_supernet(
     batches = training_batches(data, recipe, device, replicas, loading, first_epoch)
     sampler, loader, per_epoch = batches.sampler, batches.loader, batches.per_epoch
     tracked = tracked_genomes(source.space, pool)
-    scoring = scoring_set(data, recipe, options.calibration) if replicas.rank == 0 and track else None
+    scores_here = replicas.rank == 0 and track
+    scoring = scoring_set(data, recipe, options.calibration, None, device, loading) if scores_here else None
     total_iters = per_epoch * recipe.epochs
     progress = Progress(recipe.epochs, quiet)
     if not quiet:
@@ -222,12 +224,15 @@ def train_supernet(
         for step, (images, targets, weights, _) in enumerate(loader):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch * per_epoch + step, total_iters)
-            images, targets, weights = (t.to(device.device, non_blocking=True) for t in (images, targets, weights))
-            images = prepare_input(images, device.fast)
+            images = model_input(images, device)
+            targets, weights = (t.to(device.device, non_blocking=True) for t in (targets, weights))
             share = batch_share(task.denominator(weights), replicas.world) if replicas.world > 1 else None
             optimizer.zero_grad(set_to_none=True)
             teacher = None
             step_losses, genomes = [], []
+            coming = next_step(epoch, step, len(loader), recipe.epochs)
+            if coming is not None:  # built in the background while this step computes
+                supernet.prefetch(pool.sandwich(options.sandwich, recipe.seed, *coming)[2:])
             for k, genome in enumerate(pool.sandwich(options.sandwich, recipe.seed, epoch, step)):
                 with device.autocast():
                     output = supernet(genome, images).float()
@@ -288,6 +293,14 @@ def train_supernet(
         "tracked": {name: genome.compact() for name, genome in tracked.items()},
         "sampled_genomes": len(pool.genomes),
     }
+
+
+def next_step(epoch: int, step: int, steps: int, epochs: int) -> tuple[int, int] | None:
+    """The (epoch, step) after `step` of `epoch` in a training of `epochs` epochs of `steps` steps; None after the
+    last."""
+    if step + 1 < steps:
+        return epoch, step + 1
+    return (epoch + 1, 0) if epoch + 1 < epochs else None
 
 
 def average_gradients(supernet: SuperNet, world: int) -> None:

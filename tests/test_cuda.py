@@ -106,3 +106,27 @@ def test_two_trial_search_shares_one_gpu(tmp_path, space_file):  # noqa: F811
     assert all(run.data.metrics.get("gpu_peak_mib", 0) > 0 for run in runs)  # each trial trained on its GPU share
     parent = client.get_run(summary["parent_run_id"])
     assert parent.data.params["gpus_per_trial"] == "0.5" and parent.data.params["device"] == "cuda"
+
+
+def test_uint8_batches_are_normalised_on_the_gpu_to_the_cpus_numbers():
+    from pose.dataset import model_input
+
+    batch = torch.randint(0, 256, (2, 3, 32, 24), dtype=torch.uint8).pin_memory()
+    on_gpu = model_input(batch, resolve_device("cuda", "off"))
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float32
+    torch.testing.assert_close(on_gpu.cpu(), model_input(batch, CPU), rtol=0, atol=0)
+
+
+def test_prefetched_subnets_on_the_gpu_compute_what_inline_ones_do():
+    from search_space.space import SearchSpace
+    from supernet.model import SuperNet
+    from tests.test_supernet import TINY_SPACE
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    genomes = list(space.valid_genomes())[:3]
+    inline, ahead = (SuperNet(space, seed=0).cuda().train() for _ in range(2))
+    ahead.prefetch(genomes)
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    for genome in genomes:
+        assert all(b.device.type == "cuda" for b in ahead.subnet(genome).buffers().values())
+        torch.testing.assert_close(ahead(genome, x), inline(genome, x))
