@@ -110,7 +110,7 @@ def scorer_for(folder: str, data: str, calibration: int, threads: int, device: D
         supernet, _, recipe, _, _ = restore(Path(folder) / CHECKPOINT, device)
         recipe = replace(recipe, threads=threads)
         loaded = load_data(parse_data(data))
-        _SCORERS[key] = Scorer(supernet, recipe, loaded, scoring_set(loaded, recipe, calibration))
+        _SCORERS[key] = Scorer(supernet, recipe, loaded, scoring_set(loaded, recipe, calibration, device=device))
     return _SCORERS[key]
 
 

@@ -11,8 +11,8 @@ from blocks.fusion import fold_batch_norms
 from blocks.network import prepare_for_training
 from pose.dataset import CropCache, ImageCache, TopDownDataset
 from pose.device import CPU, Device
-from pose.loading import DEFAULT_LOADING
-from pose.train import Data, Recipe, evaluate
+from pose.loading import DEFAULT_LOADING, EpochSampler, Loading, make_loader
+from pose.train import EVAL_BATCH, Data, Recipe, evaluate
 from pose.weights import save_model_weights
 from search_space.complexity import genome_complexity
 from search_space.genome import Genome
@@ -25,23 +25,35 @@ FLOPS_INPUT_HW = (256, 192)
 
 @dataclass
 class ScoringSet:
-    """What scoring reads from the data, prepared once for many genomes: the calibration batch and the validation
-    crops (cached by the dataset after the first genome)."""
+    """What scoring reads from the data, prepared once for many genomes: the calibration batch (uint8, on the
+    scoring device) and one validation loader over the validation crops, whose workers (on a GPU) and crop cache
+    serve every genome scored with it."""
 
     images: torch.Tensor
     val_set: TopDownDataset
     val_coco: object
+    val_loader: torch.utils.data.DataLoader
 
 
 def scoring_set(
-    data: Data, recipe: Recipe, calibration: int = DEFAULT_CALIBRATION, seed: int | None = None
+    data: Data,
+    recipe: Recipe,
+    calibration: int = DEFAULT_CALIBRATION,
+    seed: int | None = None,
+    device: Device = CPU,
+    loading: Loading = DEFAULT_LOADING,
 ) -> ScoringSet:
-    """Calibration images (seeded by `seed`, default the recipe's) and validation crops at the recipe's input."""
-    cache = ImageCache(DEFAULT_LOADING.image_share(0, data.image_bytes))
+    """Calibration images (seeded by `seed`, default the recipe's) and the validation loader at the recipe's
+    input, with `loading`'s workers and cache budgets for `device` as a training's validation has them."""
+    workers = loading.worker_count(recipe.threads, device)
+    cache = ImageCache(loading.image_share(workers, data.image_bytes))
     images = calibration_images(data, recipe, calibration, recipe.seed if seed is None else seed, cache)
-    crops = CropCache(DEFAULT_LOADING.crop_share(0, data.crop_bytes(recipe.input_hw)))
+    crops = CropCache(loading.crop_share(workers, data.crop_bytes(recipe.input_hw)))
     val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=crops)
-    return ScoringSet(images, val_set, data.val_coco)
+    val_loader = make_loader(val_set, EpochSampler(len(val_set), shuffle=False), EVAL_BATCH, workers, device)
+    if workers:
+        iter(val_loader)  # the workers started now, while this process is small (as pose.train's validation)
+    return ScoringSet(images.to(device.device), val_set, data.val_coco, val_loader)
 
 
 def score(
@@ -61,15 +73,14 @@ def score(
     train.py's. `save`: also write the calibrated network there (`pose.weights.save_model_weights`)."""
     supernet.check(genome)
     recipe = recipe or Recipe()
-    prepared = prepared or scoring_set(data, recipe, calibration)
+    prepared = prepared or scoring_set(data, recipe, calibration, device=device)
     model = prepare_for_training(supernet.extract(genome).to(device.device), fast=device.fast)
     calibrate(model, prepared.images, device)
     if save is not None:
         save_model_weights(save, model, genome, {"from": "supernet", "calibration": len(prepared.images)})
     fold_batch_norms(model)  # the same function, 6-18% faster on one CPU thread (blocks.fusion)
-    stats = evaluate(
-        model, prepared.val_set, prepared.val_coco, recipe.flip_test, recipe.loss, recipe.decode, device=device
-    )
+    scoring = (recipe.flip_test, recipe.loss, recipe.decode)
+    stats = evaluate(model, prepared.val_set, prepared.val_coco, *scoring, device=device, loader=prepared.val_loader)
     complexity = genome_complexity(genome, FLOPS_INPUT_HW, supernet.joints)
     return {
         **stats,
