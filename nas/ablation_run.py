@@ -212,21 +212,22 @@ def run_table(options: AblationOptions, state: dict, resume: bool) -> dict:
         check_data(options)
         latency = table_latency(table, complexity) if options.args.latency else None
     one_shot = options.one_shot
-    supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None
     inherited = rows_in_space(complexity, one_shot.space) if one_shot else set()
     mlflow.set_tracking_uri(options.tracking_uri)
     client = tracking_client(options.tracking_uri)
-    line = (
-        describe_one_shot(supernet, one_shot, recipe, options.data)
-        if supernet
-        else describe_recipe(recipe, options.data)
-    )
-    say(
-        f"table {table.name}: {len(table.rows)} rows"
-        + (f", {len(inherited)} in the supernet's space" if one_shot else "")
-        + f"; {line}"
-    )
     with ray_session(options) as concurrency:
+        # the supernet trained, if it must be, in a Ray task before any row
+        supernet = ensure_supernet(options, one_shot, "ablation table") if one_shot else None
+        line = (
+            describe_one_shot(supernet, one_shot, recipe, options.data)
+            if supernet
+            else describe_recipe(recipe, options.data)
+        )
+        say(
+            f"table {table.name}: {len(table.rows)} rows"
+            + (f", {len(inherited)} in the supernet's space" if one_shot else "")
+            + f"; {line}"
+        )
         experiment_id, parent_id = open_parent(
             client, options, state, f"table {table.name}", *parent_fields(options, supernet)
         )

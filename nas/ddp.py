@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, redirect_stderr
@@ -30,10 +29,18 @@ import ray.train
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.util.queue import Empty, Queue
+from ray.util.queue import Queue
 
 from nas.options import say
-from nas.ray_common import EXIT_INTERRUPTED, quiet_console, ray_instance, recipe_config, recipe_from_config
+from nas.ray_common import (
+    EXIT_INTERRUPTED,
+    ConsoleQueue,
+    QueueWriter,
+    quiet_console,
+    ray_instance,
+    recipe_config,
+    recipe_from_config,
+)
 from pose.coco import parse_data, worker_paths
 from pose.device import Device, resolve_device
 from pose.loading import DEFAULT_LOADING, Loading, Replicas
@@ -197,51 +204,6 @@ def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> 
     for error in failure.worker_failures.values():  # rank -> the exception the worker raised
         if isinstance(error, ValueError):
             raise ValueError(re.sub(r"\S*/hrnas-ddp-[^/\s]+/\S+\.pt", str(run_folder), str(error))) from None
-
-
-class ConsoleQueue:
-    """Lines that rank 0 writes to its stderr, printed on this console while the training runs."""
-
-    def __init__(self) -> None:
-        self.queue = Queue(actor_options={"num_cpus": 0})
-        self.done = threading.Event()
-        self.printer = threading.Thread(target=self._print, daemon=True)
-
-    def __enter__(self) -> ConsoleQueue:
-        self.printer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.printer.join()
-        self.queue.shutdown(force=True)  # no grace period: every line has been printed
-
-    def _print(self) -> None:
-        while True:
-            try:
-                sys.stderr.write(self.queue.get(timeout=0.5))
-                sys.stderr.flush()
-            except Empty:
-                if self.done.is_set():
-                    return
-
-
-class QueueWriter:
-    """A text stream whose writes go to a ConsoleQueue (a worker's sys.stderr)."""
-
-    def __init__(self, queue: Queue) -> None:
-        self.queue = queue
-
-    def write(self, text: str) -> int:
-        if text:
-            self.queue.put(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 def train_worker(config: dict) -> None:

@@ -5,19 +5,29 @@ search's --supernet-epochs, and is cached under `<storage>/supernets/<space>-<ke
 YAML, the data and the recipes: a second search of the same space and data, with another budget, reuses it. A
 search interrupted while its supernet trains continues that training (from its last finished epoch) when the
 same command runs again.
+
+The supernet trains in a Ray task of its own, started by the job's Ray before any trial: it holds the recipe's
+CPUs and, to train on CUDA, a whole GPU, and resolves its device and precision where it runs (a cluster's head may
+have no GPU). Its folder must be on storage the driver sees (as every trial's folder): the driver logs the
+finished training to MLflow from there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import redirect_stderr
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nas.options import OneShot, RunOptions, say
-from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED
+import ray
+
+from nas.options import OneShot, RunOptions, TrialResources, say
+from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED, ConsoleQueue, QueueWriter
 from nas.supernet_run import RESULT, SupernetTracker, supernet_params, train_logged
-from pose.device import resolve_device
+from pose.coco import parse_data
+from pose.device import planned_device, resolve_device
 from pose.train import Recipe, load_data
 from supernet.sampling import candidates
 from supernet.training import CHECKPOINT, SpaceSource, SupernetRecipe, supernet_meta, tracked_genomes, train_supernet
@@ -53,8 +63,9 @@ def run_id_of(folder: Path) -> str | None:
 
 
 def ensure_supernet(options: RunOptions, one_shot: OneShot, kind: str) -> ReadySupernet:
-    """The given supernet, the cached one of this space and data, or one trained now (logged to MLflow). Ctrl-C
-    while it trains: one line saying how to continue, exit 130."""
+    """The given supernet, the cached one of this space and data, or one trained now in a Ray task (logged to
+    MLflow; call it with the job's Ray running). Ctrl-C while it trains: one line saying how to continue, exit
+    130."""
     try:
         return _ensure_supernet(options, one_shot)
     except KeyboardInterrupt:
@@ -78,18 +89,68 @@ def _ensure_supernet(options: RunOptions, one_shot: OneShot) -> ReadySupernet:
     resumed = " (continuing its last run)" if (folder / CHECKPOINT).is_file() else ""
     say(f"one-shot: training the supernet of space {space.name!r} for {recipe.epochs} epoch(s){steps}"
         f"{resumed} into {folder}; later searches and tables of this space and data reuse it")  # fmt: skip
-    device = resolve_device("cuda" if options.resources.device == "cuda" else "cpu", options.resources.amp)
+    resources = options.resources
+    device = planned_device("cuda" if resources.device == "cuda" else "cpu", resources.amp)
     data = load_data(options.source)
     pool = candidates(source.space, supernet_options.parsed_budget(), len(data.train[0].keypoints))
     tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
     tracker = SupernetTracker(options.tracking_uri, SUPERNET_EXPERIMENT, options.storage, folder)
     params = supernet_params(source, pool, recipe, supernet_options, data, device, AUGMENT_NAMES[recipe.augment])
+    if device.device.type == "cuda":
+        params["amp"] = resources.amp  # as asked: the task resolves it on its GPU
+    task = SupernetTask(source.text, options.data, recipe, supernet_options, folder, device.device.type, resources.amp)
 
-    def train(on_epoch) -> dict:
-        return train_supernet(
-            source, data, recipe, supernet_options, folder, on_epoch, False, device, pool=pool, track=False
-        )
+    where: dict = {}
+
+    def train(on_epoch) -> dict:  # the task's epochs are logged when it returns
+        result = train_in_task(task, task_resources(resources, recipe))
+        where.update(result["where"])
+        return result
 
     summary = train_logged(tracker, source, folder, params, tracked, options.command, {"data": options.data}, train)
-    say(f"one-shot: supernet trained in {summary['train_seconds']:.0f} s")
+    say(f"one-shot: supernet trained in {summary['train_seconds']:.0f} s by a Ray task on {where['device']} "
+        f"(amp {where['amp']})")  # fmt: skip
     return ReadySupernet(folder, summary["mlflow_run_id"], reused=False)
+
+
+@dataclass(frozen=True)
+class SupernetTask:
+    """What the supernet's training task needs (picklable: the task loads the data itself, where it runs)."""
+
+    space_text: str
+    data: str  # absolute paths (nas.options)
+    recipe: Recipe
+    options: SupernetRecipe
+    folder: Path
+    device: str  # cpu or cuda: the task resolves it on the device Ray gives it
+    amp: str
+
+
+def task_resources(resources: TrialResources, recipe: Recipe) -> dict[str, float]:
+    """What the training task holds: the recipe's threads and, to train on CUDA, one whole GPU."""
+    return {"num_cpus": recipe.threads, "num_gpus": 1 if resources.device == "cuda" else 0}
+
+
+def train_in_task(task: SupernetTask, resources: dict[str, float]) -> dict:
+    """Run `train_task` as a Ray task holding `resources`, its lines printed here; Ctrl-C cancels it (its finished
+    epochs stay in its checkpoint)."""
+    with ConsoleQueue() as console:
+        ref = ray.remote(train_task).options(max_retries=0, **resources).remote(task, console.queue)
+        try:
+            return ray.get(ref)
+        except KeyboardInterrupt:
+            ray.cancel(ref, force=True)
+            raise
+
+
+def train_task(task: SupernetTask, console) -> dict:
+    """The supernet's training inside its Ray task: device and precision resolved here, on the task's GPU."""
+    device = resolve_device(task.device, task.amp)
+    source = SpaceSource.from_text(task.space_text, "the supernet's space")
+    data = load_data(parse_data(task.data))
+    pool = candidates(source.space, task.options.parsed_budget(), len(data.train[0].keypoints))
+    with redirect_stderr(QueueWriter(console)):
+        result = train_supernet(
+            source, data, task.recipe, task.options, task.folder, None, False, device, pool=pool, track=False
+        )
+    return {**result, "where": {"pid": os.getpid(), "device": str(device.device), "amp": device.amp_name}}

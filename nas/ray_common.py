@@ -9,6 +9,8 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import optuna
 import ray
+from ray.util.queue import Empty, Queue
 
 from pose.dataset import AUGMENTATIONS
 from pose.synthetic import default_cache_dir
@@ -140,3 +143,48 @@ def runtime_env() -> dict:
         env[FAULTS_ENV] = os.environ[FAULTS_ENV]
     env.update({k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)})
     return {"env_vars": env}
+
+
+class ConsoleQueue:
+    """Lines that rank 0 writes to its stderr, printed on this console while the training runs."""
+
+    def __init__(self) -> None:
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.done = threading.Event()
+        self.printer = threading.Thread(target=self._print, daemon=True)
+
+    def __enter__(self) -> ConsoleQueue:
+        self.printer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.printer.join()
+        self.queue.shutdown(force=True)  # no grace period: every line has been printed
+
+    def _print(self) -> None:
+        while True:
+            try:
+                sys.stderr.write(self.queue.get(timeout=0.5))
+                sys.stderr.flush()
+            except Empty:
+                if self.done.is_set():
+                    return
+
+
+class QueueWriter:
+    """A text stream whose writes go to a ConsoleQueue (a worker's sys.stderr)."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    def write(self, text: str) -> int:
+        if text:
+            self.queue.put(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

@@ -109,12 +109,12 @@ def run(options: SearchOptions, state: dict, resume: bool) -> dict:
         )  # fmt: skip
 
     new_searcher().check_portable(folder)  # a sampler that cannot be saved fails here, not in Ray
-    supernet = None
-    if options.one_shot is not None:
-        supernet = ensure_supernet(options, options.one_shot, "search")
     mlflow.set_tracking_uri(options.tracking_uri)
     client = tracking_client(options.tracking_uri)
     with ray_session(options) as concurrency:
+        supernet = None  # trained, if it must be, in a Ray task before any trial
+        if options.one_shot is not None:
+            supernet = ensure_supernet(options, options.one_shot, "search")
         experiment_id, parent_id = open_parent(
             client, options, state, f"search {options.budget.text} {space.name}", *parent_fields(options, supernet)
         )

@@ -6,6 +6,7 @@ coco-mini): its supernet trains for one epoch of 2 steps at batch 4, and a genom
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,34 @@ def test_a_supernet_of_another_space_or_data_is_refused(tmp_path, capsys, space_
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path, space_file, monkeypatch):
+    """The search's supernet trains in a Ray task holding the recipe's CPUs (and a whole GPU on CUDA), never in the
+    driver: the driver's own train_supernet is a trap here, and the task reports its process and device."""
+    from dataclasses import replace
+
+    import nas.one_shot as one_shot
+    from nas.options import TrialResources
+    from nas.ray_common import ray_instance
+    from pose.train import Recipe
+    from supernet.training import CHECKPOINT, SupernetRecipe
+
+    def trap(*args, **kwargs):
+        raise AssertionError("the supernet trained in the driver")
+
+    monkeypatch.setattr(one_shot, "train_supernet", trap)
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
+    recipe = replace(Recipe(), input_hw=(64, 64), epochs=1, max_steps=2, batch=4, threads=1)
+    folder = tmp_path / "supernet"
+    task = one_shot.SupernetTask(
+        Path(space_file).read_text(), MINI_DATA, recipe, SupernetRecipe(calibration=8, budget=None), folder, "cpu",
+        "auto",
+    )  # fmt: skip
+    resources = one_shot.task_resources(TrialResources(1, 0.0, "cpu", "auto"), recipe)
+    assert resources == {"num_cpus": 1, "num_gpus": 0}
+    assert one_shot.task_resources(TrialResources(1, 0.5, "cuda", "auto"), recipe)["num_gpus"] == 1  # a whole GPU
+    with ray_instance(tmp_path, None, verbose=False):  # a private Ray (a shared head needs its token at import)
+        result = one_shot.train_in_task(task, resources)
+    assert result["where"]["pid"] != os.getpid() and result["where"]["device"] == "cpu"
+    assert len(result["history"]) == 1 and (folder / CHECKPOINT).is_file()
