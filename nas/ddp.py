@@ -126,9 +126,12 @@ def check_fits(workers: int, threads: int, gpu: bool, where: str) -> None:
         )
 
 
-def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verbose: bool = False) -> dict:
+def train_on_ray(
+    job: DdpJob, out: Path | None, address: str | None = None, verbose: bool = False, storage: str | None = None
+) -> dict:
     """Train with `job.workers` Ray Train workers and return what pose.train.train returns (from the last
-    checkpoint, so a rerun of a finished training returns its result)."""
+    checkpoint, so a rerun of a finished training returns its result). Ray Train keeps the run's checkpoints in
+    `storage` (a folder every node sees, or a URI; default `out`), the last one also copied to `out`."""
     quiet_console(verbose)
     recipe = recipe_from_config(job.recipe)
     gpu = job.device.device.type == "cuda"
@@ -137,11 +140,11 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
         stack.enter_context(ray_instance(folder, address, verbose))
         check_fits(job.workers, recipe.threads, gpu, address or "the local Ray instance")
         console = stack.enter_context(ConsoleQueue())
-        trainer = torch_trainer(job, folder, console.queue)
+        trainer = torch_trainer(job, folder, console.queue, storage=storage)
         try:
             result = trainer.fit()
         except ray.train.WorkerGroupError as exc:
-            raise_input_error(exc, folder / RUN_NAME)
+            raise_input_error(exc, f"{storage or folder.resolve()}/{RUN_NAME}")
             raise
         except (KeyboardInterrupt, SystemExit):  # Ray Train's Ctrl-C handler aborts the run, then exits
             again = "run the same command again" if out is not None else "use --out to make a training resumable"
@@ -154,8 +157,11 @@ def train_on_ray(job: DdpJob, out: Path | None, address: str | None = None, verb
     return training_result(json.loads(state["history"]), recipe.epochs)
 
 
-def torch_trainer(job: DdpJob, folder: Path, console: Queue | None, callbacks: list | None = None) -> TorchTrainer:
-    """The TorchTrainer of `job`, its Ray Train run named RUN_NAME in `folder` (the same folder resumes)."""
+def torch_trainer(
+    job: DdpJob, folder: Path, console: Queue | None, callbacks: list | None = None, storage: str | None = None
+) -> TorchTrainer:
+    """The TorchTrainer of `job`, its Ray Train run named RUN_NAME in `storage` (default `folder`): the same storage
+    resumes. On a cluster it must be a folder every node sees, or a URI: each worker uploads its checkpoints there."""
     for name, value in RAY_TRAIN_ENV.items():
         os.environ.setdefault(name, value)
     gpu = job.device.device.type == "cuda"
@@ -170,7 +176,7 @@ def torch_trainer(job: DdpJob, folder: Path, console: Queue | None, callbacks: l
         ),
         run_config=ray.train.RunConfig(
             name=RUN_NAME,
-            storage_path=str(folder.resolve()),
+            storage_path=storage or str(folder.resolve()),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             logging_config=ray.train.LoggingConfig("INFO" if job.verbose else "WARNING"),
             callbacks=callbacks,
@@ -198,7 +204,7 @@ def train_in_trial(job: DdpJob, folder: Path, metrics_of: Callable[[dict], dict]
         raise RuntimeError(str(next(iter(exc.worker_failures.values()), exc))) from None
 
 
-def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: Path) -> None:
+def raise_input_error(failure: ray.train.WorkerGroupError, run_folder: str) -> None:
     """A worker's input error (a checkpoint of another recipe under --out) as the ValueError it is: one line that
     names Ray Train's run folder, not the worker's copy of the checkpoint."""
     for error in failure.worker_failures.values():  # rank -> the exception the worker raised

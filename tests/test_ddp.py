@@ -124,11 +124,12 @@ def start_cli(*args: str) -> subprocess.Popen:
 
 def test_ddp_follows_the_one_process_curve_and_resumes_after_ctrl_c(tmp_path):
     """--ddp 2 on coco-mini, interrupted with Ctrl-C once Ray Train holds a checkpoint, then rerun: it resumes after
-    the last checkpointed epoch, and the whole curve is the one-process one within BN_TOLERANCE (not identical)."""
-    out = tmp_path / "run"
-    args = [*MINI_ARGS, "--epochs", "4", "--ddp", "2", "--out", str(out), "--json"]
+    the last checkpointed epoch, and the whole curve is the one-process one within BN_TOLERANCE (not identical).
+    The checkpoints go through Ray Train's storage, here --ray-storage (on a cluster: a folder every node sees)."""
+    out, shared = tmp_path / "run", tmp_path / "shared"
+    args = [*MINI_ARGS, "--epochs", "4", "--ddp", "2", "--out", str(out), "--ray-storage", str(shared), "--json"]
     first = start_cli(*args)
-    snapshot = out / "ray-train" / "checkpoint_manager_snapshot.json"
+    snapshot = shared / "ray-train" / "checkpoint_manager_snapshot.json"
     deadline = time.monotonic() + 300
     while not snapshot.is_file() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -151,6 +152,7 @@ def test_ddp_follows_the_one_process_curve_and_resumes_after_ctrl_c(tmp_path):
     history = json.loads((out / "result.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert (out / "checkpoint.pt").is_file()  # the last checkpoint, where evaluate and export look
+    assert not (out / "ray-train").exists() and list(shared.glob("ray-train/checkpoint_*/checkpoint.pt"))
 
     one = train(TINY, load_data(parse_data(MINI_DATA)), replace(RECIPE, epochs=4), quiet=True)
     differences = relative_differences([h["loss"] for h in history], [h["loss"] for h in one["history"]])
@@ -195,6 +197,7 @@ def test_a_supernet_trains_as_two_ray_train_workers(tmp_path, ray_head):
         (["--ddp", "2", "--batch", "5"], "--batch 5 does not split evenly between --ddp 2 workers"),
         (["--ddp", "0"], "--ddp 0: the number of workers must be at least 1"),
         (["--address", "127.0.0.1:6379"], "--address joins a Ray cluster for --ddp"),
+        (["--ray-storage", "/tmp"], "--ray-storage holds the checkpoints of a --ddp training; add --ddp N"),
     ],
 )
 def test_bad_ddp_input_is_one_error_line_before_ray_starts(capsys, args, message):
@@ -250,7 +253,7 @@ def test_an_ablation_row_trains_as_two_ray_train_workers(tmp_path, ray_head):
 def test_a_batch_that_ddp_per_trial_cannot_split_is_refused(capsys, tmp_path, command):
     job = ["--table", "ccw"] if command == "ablate" else ["--budget", "0.5G"]
     code, _, err = run_script(capsys, command, *job, "--batch", "6", "--ddp-per-trial", "4", "--storage", str(tmp_path))
-    assert code == 2 and "--batch 6 does not split evenly between --ddp-per-trial 4 workers" in err
+    assert code == 2 and "--batch 6 does not split evenly between the 4 workers of --ddp-per-trial 4" in err
 
 
 def test_ddp_threads_default_to_each_workers_share_of_the_cpus():

@@ -168,7 +168,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
         job = DdpJob("", recipe_config(recipe), data_path, val_path, boxes_path,
                      args.box_threshold, device, args.ddp, args.verbose, loading,
                      SupernetJob(source.text, options), amp=args.amp)  # fmt: skip
-        return train_on_ray(job, out, args.address, args.verbose)
+        return train_on_ray(job, out, args.address, args.verbose, args.ray_storage)
 
     command = describe_command(argv, "supernet")
     summary = train_logged(tracker, source, out, params, tracked, command, data_args, train)

@@ -147,7 +147,7 @@ def add_device_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_ddp_arguments(p: argparse.ArgumentParser) -> None:
-    """--ddp, --address, --verbose."""
+    """--ddp, --ray-storage, --address, --verbose."""
     p.add_argument(
         "--ddp",
         type=int,
@@ -155,6 +155,13 @@ def add_ddp_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="data-parallel training on N Ray Train workers of --threads CPUs (one GPU each on CUDA) that split "
         "each global --batch (a multiple of N); resumes from <out>/ray-train",
+    )
+    p.add_argument(
+        "--ray-storage",
+        default=None,
+        metavar="PATH|URI",
+        help="with --ddp: where Ray Train keeps the run's checkpoints (<it>/ray-train), a folder every node sees (a "
+        "shared file system) or a URI such as s3://bucket/runs; the same value resumes (default: --out)",
     )
     p.add_argument("--address", default=None, help="with --ddp: the Ray cluster to join (default: a local Ray)")
     p.add_argument("--verbose", action="store_true", help="with --ddp: Ray's own log lines too")
@@ -225,7 +232,21 @@ def device_from_args(args: argparse.Namespace, recipe: Recipe) -> Device:
         check_ddp(args.ddp, recipe.batch, args.device, device)
     elif args.address:
         raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
+    args.ray_storage = ray_storage_from_args(args)
     return device
+
+
+def ray_storage_from_args(args: argparse.Namespace) -> str | None:
+    """--ray-storage checked: only with --ddp; a folder made absolute (the workers run elsewhere) and writable, or
+    a URI passed on to Ray Train as it is."""
+    storage = getattr(args, "ray_storage", None)
+    if storage is None:
+        return None
+    if args.ddp is None:
+        raise ValueError("--ray-storage holds the checkpoints of a --ddp training; add --ddp N or leave it out")
+    if "://" in storage:
+        return storage
+    return str(check_writable(Path(storage), "--ray-storage", folder=True).resolve())
 
 
 def val_boxes_from_args(args: argparse.Namespace) -> Path | None:
@@ -262,7 +283,8 @@ def train_command(args: argparse.Namespace) -> dict:
         from nas.ddp import ddp_job, train_on_ray
 
         print(describe_ddp(args.ddp, recipe.batch), file=sys.stderr)
-        result = train_on_ray(ddp_job(genome, recipe, args, device, loading), out, args.address, args.verbose)
+        job = ddp_job(genome, recipe, args, device, loading)
+        result = train_on_ray(job, out, args.address, args.verbose, args.ray_storage)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(
         arch=args.arch,
