@@ -17,14 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import redirect_stderr
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import ray
-
 from nas.options import OneShot, RunOptions, TrialResources, say
-from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED, ConsoleQueue, QueueWriter
+from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED, in_task
 from nas.supernet_run import RESULT, SupernetTracker, supernet_params, train_logged
 from pose.coco import parse_data
 from pose.device import planned_device, resolve_device
@@ -103,7 +100,7 @@ def _ensure_supernet(options: RunOptions, one_shot: OneShot) -> ReadySupernet:
     where: dict = {}
 
     def train(on_epoch) -> dict:  # the task's epochs are logged when it returns
-        result = train_in_task(task, task_resources(resources, recipe))
+        result = in_task(train_task, task, resources=task_resources(resources, recipe))
         where.update(result["where"])
         return result
 
@@ -131,26 +128,14 @@ def task_resources(resources: TrialResources, recipe: Recipe) -> dict[str, float
     return {"num_cpus": recipe.threads, "num_gpus": 1 if resources.device == "cuda" else 0}
 
 
-def train_in_task(task: SupernetTask, resources: dict[str, float]) -> dict:
-    """Run `train_task` as a Ray task holding `resources`, its lines printed here; Ctrl-C cancels it (its finished
-    epochs stay in its checkpoint)."""
-    with ConsoleQueue() as console:
-        ref = ray.remote(train_task).options(max_retries=0, **resources).remote(task, console.queue)
-        try:
-            return ray.get(ref)
-        except KeyboardInterrupt:
-            ray.cancel(ref, force=True)
-            raise
-
-
-def train_task(task: SupernetTask, console) -> dict:
-    """The supernet's training inside its Ray task: device and precision resolved here, on the task's GPU."""
+def train_task(task: SupernetTask) -> dict:
+    """The supernet's training inside its Ray task (`nas.ray_common.in_task`): device and precision resolved here,
+    on the task's GPU; Ctrl-C cancels the task, whose finished epochs stay in its checkpoint."""
     device = resolve_device(task.device, task.amp)
     source = SpaceSource.from_text(task.space_text, "the supernet's space")
     data = load_data(parse_data(task.data))
     pool = candidates(source.space, task.options.parsed_budget(), len(data.train[0].keypoints))
-    with redirect_stderr(QueueWriter(console)):
-        result = train_supernet(
-            source, data, task.recipe, task.options, task.folder, None, False, device, pool=pool, track=False
-        )
+    result = train_supernet(
+        source, data, task.recipe, task.options, task.folder, None, False, device, pool=pool, track=False
+    )
     return {**result, "where": {"pid": os.getpid(), "device": str(device.device), "amp": device.amp_name}}

@@ -195,6 +195,39 @@ def parse_resources(cpus: int, gpus: float, device: str, amp: str, local: bool) 
     return TrialResources(cpus, float(gpus), word, amp)
 
 
+def trial_workers(resources: TrialResources, ddp_per_trial: int) -> tuple[TrialResources, int]:
+    """What each Ray Train worker of a trial holds, and how many workers a trial has. A trial of several GPUs
+    (--gpus-per-trial 2) trains as a Ray Train run of one worker per GPU, each with --cpus-per-trial CPUs: a single
+    process would leave all but one GPU idle. CPU trials have --ddp-per-trial workers (1: the trial trains alone)."""
+    if resources.gpus > 1:
+        gpus = int(resources.gpus)
+        if ddp_per_trial not in (1, gpus):
+            raise SearchError(
+                f"--ddp-per-trial {ddp_per_trial} --gpus-per-trial {resources.gpus:g}: a trial of several GPUs has "
+                f"one worker per GPU; leave --ddp-per-trial out"
+            )
+        return replace(resources, gpus=1.0), gpus
+    if ddp_per_trial > 1 and resources.device != "cpu":
+        raise SearchError(
+            f"--ddp-per-trial {ddp_per_trial} on GPUs: give each trial {ddp_per_trial} GPUs with --gpus-per-trial "
+            f"{ddp_per_trial} (one worker per GPU) and leave --ddp-per-trial out"
+        )
+    return resources, ddp_per_trial
+
+
+def check_latency_gpu(setting: Setting | None, place: dict) -> dict:
+    """`place` (parse_place's), checked against --latency-device cuda: each trial times its genome on its GPU
+    before training it, which must then be a GPU of its own (a share would time it beside another trial's
+    training)."""
+    resources: TrialResources = place["resources"]
+    if setting is not None and setting.device == "cuda" and resources.gpus < 1:
+        raise SearchError(
+            f"--latency-device cuda with --gpus-per-trial {resources.gpus:g}: each trial times its genome on a GPU "
+            "it holds alone; use --gpus-per-trial 1 (or more)"
+        )
+    return place
+
+
 DRIVER_LOCK = "driver.lock"  # in a job's folder: held (flock) by the driver while it runs
 _HELD_LOCKS: dict[Path, object] = {}  # this process's open lock files, held until it exits
 
@@ -324,15 +357,24 @@ class RunArgs:
         tmp.write_text(json.dumps({"options": asdict(self), **state}, indent=1))
         tmp.replace(path)
 
+    @property
+    def workers_per_trial(self) -> tuple[int, str]:
+        """Ray Train workers per trial and the option that set them: one per GPU of --gpus-per-trial above 1, else
+        --ddp-per-trial (see `trial_workers`)."""
+        if self.gpus_per_trial > 1:
+            return int(self.gpus_per_trial), f"--gpus-per-trial {self.gpus_per_trial:g}"
+        return self.ddp_per_trial, f"--ddp-per-trial {self.ddp_per_trial}"
+
     def parse_recipe(self, base: Recipe, epochs: int, batch: int, lr: float) -> Recipe:
         """The training recipe: `base` with this job's crop, epochs, batch, rate, seed and threads."""
         _at_least_one(epochs=epochs, batch=batch, ddp_per_trial=self.ddp_per_trial)
         if not lr > 0:
             raise SearchError(f"--lr {lr}: the learning rate must be positive")
-        if batch % self.ddp_per_trial:
+        workers, flag = self.workers_per_trial
+        if batch % workers:
             raise SearchError(
-                f"--batch {batch} does not split evenly between --ddp-per-trial {self.ddp_per_trial} workers; use a "
-                f"global batch that is a multiple of {self.ddp_per_trial}"
+                f"--batch {batch} does not split evenly between the {workers} workers of {flag}; use a global batch "
+                f"that is a multiple of {workers}"
             )
         input_hw = parse_input_size(self.input)
         return replace(
@@ -345,11 +387,7 @@ class RunArgs:
         resources = parse_resources(
             self.cpus_per_trial, self.gpus_per_trial, self.device, self.amp, local=self.address is None
         )
-        if self.ddp_per_trial > 1 and resources.device != "cpu":
-            raise SearchError(
-                f"--ddp-per-trial {self.ddp_per_trial} trains on CPU workers only (yet): use one process per trial "
-                "with --gpus-per-trial, or `hrnas train --ddp N --device cuda` for one network on several GPUs"
-            )
+        resources, workers = trial_workers(resources, self.ddp_per_trial)
         data = absolute_data(self.data)
         source = parse_data(data)
         tracking_uri = self.tracking_uri or local_store(self.storage)
@@ -364,7 +402,7 @@ class RunArgs:
             "storage": Path(self.storage).resolve(),
             "experiment": self.experiment,
             "resources": resources,
-            "ddp_per_trial": self.ddp_per_trial,
+            "ddp_per_trial": workers,
             "verbose": self.verbose,
             "command": self.command,
         }
@@ -416,6 +454,11 @@ class OneShotArgs(RunArgs):
         _at_least_one(calibration=self.calibration)
         if self.ddp_per_trial > 1:
             raise SearchError("--ddp-per-trial: one-shot scoring trains nothing; leave it out")
+        if self.gpus_per_trial > 1:
+            raise SearchError(
+                f"--gpus-per-trial {self.gpus_per_trial:g}: a one-shot evaluation runs on one GPU; use 1 (or a share "
+                "such as 0.25)"
+            )
         folder = None
         if self.supernet is None:
             _at_least_one(supernet_epochs=self.supernet_epochs)
@@ -509,7 +552,7 @@ class SearchArgs(OneShotArgs):
             sampler=self.sampler if self.sampler != "auto" else ("nsga2" if one_shot else "tpe"),
             one_shot=one_shot,
             keep_checkpoints=self.parse_keep(),
-            **self.parse_place(),
+            **check_latency_gpu(latency, self.parse_place()),
         )
 
     def parse_keep(self) -> int:
@@ -531,7 +574,10 @@ class SearchArgs(OneShotArgs):
         if "latency" not in costs:
             return costs, None
         try:
-            setting = parse_setting(self.latency_runtime, self.latency_device, self.latency_batch, self.latency_threads)
+            setting = parse_setting(
+                self.latency_runtime, self.latency_device, self.latency_batch, self.latency_threads,
+                local=self.address is None,
+            )  # fmt: skip
         except LatencyError as exc:
             raise SearchError(str(exc).replace("--", "--latency-", 1)) from None
         return costs, setting

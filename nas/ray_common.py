@@ -11,10 +11,11 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 import ray
@@ -68,6 +69,8 @@ def injected_fault(genome: str) -> str | None:
             return kind
     return None
 
+
+T = TypeVar("T")
 
 AUGMENT_NAMES = {augment: name for name, augment in AUGMENTATIONS.items()}
 
@@ -188,3 +191,20 @@ class QueueWriter:
 
     def isatty(self) -> bool:
         return False
+
+
+def in_task(function: Callable[..., T], *args, resources: dict[str, float]) -> T:
+    """`function(*args)` run as a Ray task holding `resources` (num_cpus, num_gpus), its stderr printed on this
+    console as it comes; Ctrl-C cancels the task. The function is imported by name where the task runs."""
+    with ConsoleQueue() as console:
+        ref = ray.remote(_with_console).options(max_retries=0, **resources).remote(console.queue, function, *args)
+        try:
+            return ray.get(ref)
+        except KeyboardInterrupt:
+            ray.cancel(ref, force=True)
+            raise
+
+
+def _with_console(queue: Queue, function: Callable[..., T], *args) -> T:
+    with redirect_stderr(QueueWriter(queue)):
+        return function(*args)

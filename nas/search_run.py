@@ -24,7 +24,7 @@ from nas.gate import BudgetGate
 from nas.one_shot import ReadySupernet, ensure_supernet
 from nas.options import SearchOptions, say
 from nas.progress import SearchProgress
-from nas.ray_common import REUSE_ACTORS, quiet_console
+from nas.ray_common import REUSE_ACTORS, in_task, quiet_console, ray_instance
 from nas.schedulers import scheduler_for
 from nas.searcher import BudgetedSearcher
 from nas.signal_fidelity import state_fidelity
@@ -43,6 +43,7 @@ from nas.tune_run import (
 )
 from pose.synthetic import default_cache_dir
 from search_space.genome import Genome
+from search_space.latency import Setting
 from search_space.latency_table import LatencyTable, fit_space, load_table
 from search_space.presets import PRESETS, load_preset
 from search_space.space import SearchSpace, SpaceError
@@ -70,15 +71,25 @@ def anchors_for(space: SearchSpace, gate: BudgetGate) -> tuple[list[dict[str, st
 
 
 def latency_table(options: SearchOptions) -> LatencyTable:
-    """This machine's latency table for the search's latency setting: cached, or fitted now on the space."""
-    table = load_table(options.latency)
+    """The latency table of the search's latency setting. On the CPU: this machine's, cached or fitted now. On a
+    GPU: read or fitted by a Ray task that holds a whole GPU (before any trial: nothing else runs on it), on the
+    node Ray gives it (the driver's machine may have no GPU)."""
+    if options.latency.device != "cuda":
+        return table_here(options.space, options.latency)
+    with ray_instance(options.folder, options.address, options.verbose):
+        return in_task(table_here, options.space, options.latency, resources={"num_cpus": 1, "num_gpus": 1})
+
+
+def table_here(space: SearchSpace, setting: Setting) -> LatencyTable:
+    """This machine's table for `setting`: cached, or fitted now on the space."""
+    table = load_table(setting)
     if table is not None:
-        say(f"latency: this machine's table for {options.latency.describe()} ({len(table.parts)} parts, fitted on "
+        say(f"latency: this machine's table for {setting.describe()} ({len(table.parts)} parts, fitted on "
             f"{len(table.fitted_on)} genomes)")  # fmt: skip
         return table
-    say(f"latency: no table for {options.latency.describe()} on this machine yet; fitting one (minutes, once) ...")
+    say(f"latency: no table for {setting.describe()} on this machine yet; fitting one (minutes, once) ...")
     presets = {name: load_preset(name) for name in PRESETS}
-    return fit_space(options.space, options.latency, presets, progress=say)[0]
+    return fit_space(space, setting, presets, progress=say)[0]
 
 
 def run(options: SearchOptions, state: dict, resume: bool) -> dict:

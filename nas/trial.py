@@ -16,7 +16,7 @@ from ray import tune
 
 from nas.ray_common import FAULTS_ENV, injected_fault, recipe_config, recipe_from_config
 from pose.coco import parse_data
-from pose.device import CPU, Device, resolve_device
+from pose.device import CPU, Device, planned_device, resolve_device
 from pose.train import Data, Recipe, load_data, train
 from search_space.genome import Genome
 from supernet.model import SuperNet
@@ -56,8 +56,12 @@ def train_trial(config: dict, ddp_workers: int = 1) -> None:
     if ddp_workers > 1:
         from nas.ddp import DdpJob, train_in_trial  # Ray Train is imported only for such trials
 
-        job = DdpJob(config["genome"], recipe_config(recipe), config["data"], None, None, 0.0, CPU, ddp_workers)
-        train_in_trial(job, out_dir, metrics_of)  # CPU workers: --ddp-per-trial refuses GPU shares
+        device = planned_device(config.get("device", "cpu"), config.get("amp", "auto"))  # each worker resolves its own
+        job = DdpJob(
+            config["genome"], recipe_config(recipe), config["data"], None, None, 0.0, device, ddp_workers,
+            amp=config.get("amp", "auto"),
+        )  # fmt: skip
+        train_in_trial(job, out_dir, metrics_of)  # a worker per GPU on CUDA (--gpus-per-trial N)
         return
     device = resolve_device(config.get("device", "cpu"), config.get("amp", "auto"))  # the trial's own GPU, if any
     data = load_data(parse_data(config["data"]))

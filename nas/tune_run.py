@@ -81,9 +81,11 @@ def ray_session(options: RunOptions) -> Iterator[int]:
     with ray_instance(options.folder, options.address, options.verbose):
         slots = trials_at_once(options.resources, where)  # processes of the trial's resources
         if slots < options.ddp_per_trial:
+            gpu = ", a GPU" if options.resources.gpus else ""
             raise SearchError(
-                f"--ddp-per-trial {options.ddp_per_trial} --cpus-per-trial {options.resources.cpus}: {where} has "
-                f"room for {slots} such workers; use --ddp-per-trial {slots} or fewer"
+                f"{options.ddp_per_trial} Ray Train workers per trial of {options.resources.cpus} CPUs{gpu} each "
+                f"(--ddp-per-trial or --gpus-per-trial): {where} has room for {slots} such workers; use "
+                f"{slots} or fewer"
             )
         yield slots // options.ddp_per_trial
 

@@ -69,16 +69,23 @@ class Setting:
 
 
 def parse_setting(
-    runtime: str = "ort", device: str = "cpu", batch: int = 1, threads: int = 1, input_hw: tuple[int, int] = (256, 192)
+    runtime: str = "ort",
+    device: str = "cpu",
+    batch: int = 1,
+    threads: int = 1,
+    input_hw: tuple[int, int] = (256, 192),
+    local: bool = True,
 ) -> Setting:
-    """A setting checked against this machine: a known runtime, a device it has, at least one image and thread."""
+    """A setting checked against this machine: a known runtime, a device it has, at least one image and thread.
+    `local` False: the measuring happens on a cluster's nodes, whose GPUs and runtimes this machine cannot check
+    (each measurement checks its own: `check_provider`)."""
     if runtime not in RUNTIMES:
         raise LatencyError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)} (ort: onnxruntime)")
     if device not in DEVICES:
         raise LatencyError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
     if batch < 1 or threads < 1:
         raise LatencyError(f"--batch {batch} --threads {threads}: both must be at least 1")
-    if device == "cuda":
+    if device == "cuda" and local:
         if not torch.cuda.is_available():
             raise LatencyError(
                 "--device cuda: this machine has no CUDA device (or torch is built without CUDA); measure with "

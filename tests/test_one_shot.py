@@ -219,7 +219,7 @@ def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path
 
     import nas.one_shot as one_shot
     from nas.options import TrialResources
-    from nas.ray_common import ray_instance
+    from nas.ray_common import in_task, ray_instance
     from pose.train import Recipe
     from supernet.training import CHECKPOINT, SupernetRecipe
 
@@ -238,6 +238,6 @@ def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path
     assert resources == {"num_cpus": 1, "num_gpus": 0}
     assert one_shot.task_resources(TrialResources(1, 0.5, "cuda", "auto"), recipe)["num_gpus"] == 1  # a whole GPU
     with ray_instance(tmp_path, None, verbose=False):  # a private Ray (a shared head needs its token at import)
-        result = one_shot.train_in_task(task, resources)
+        result = in_task(one_shot.train_task, task, resources=resources)
     assert result["where"]["pid"] != os.getpid() and result["where"]["device"] == "cpu"
     assert len(result["history"]) == 1 and (folder / CHECKPOINT).is_file()

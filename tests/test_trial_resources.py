@@ -1,14 +1,20 @@
 """Where trials run: CPUs and GPU shares per trial, the device each trial resolves, and how many run at once."""
 
+import contextlib
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from nas.options import SearchError, TrialResources, parse_resources
+from nas.options import SearchError, TrialResources, check_latency_gpu, parse_resources, trial_workers
 from nas.ray_common import runtime_env
 from nas.tune_run import concurrency
+from search_space.latency import LatencyError, Setting, parse_setting
 from tests.scripts import run_script
+from tests.test_search import search_in_process, space_file
+
+assert space_file  # the fixture, imported for these tests
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA says")
 
@@ -87,3 +93,70 @@ def test_the_cache_folder_travels_in_the_runtime_environment(monkeypatch, tmp_pa
     assert runtime_env() == {"env_vars": {"HRNAS_CACHE": str(tmp_path / "cache")}}
     monkeypatch.setenv("HRNAS_FAULTS", "crash:w8")
     assert runtime_env()["env_vars"]["HRNAS_FAULTS"] == "crash:w8"
+
+
+def test_a_trial_of_several_gpus_is_a_ray_train_run_of_one_worker_per_gpu():
+    resources = parse_resources(4, 2.0, "auto", "auto", local=False)
+    worker, count = trial_workers(resources, 1)
+    assert count == 2 and worker == TrialResources(4, 1.0, "cuda", "auto")  # what each worker holds
+    assert concurrency(worker, [(16.0, 4.0)], "a node") // count == 2  # two such trials on a 4-GPU node
+    assert trial_workers(resources, 2) == (worker, 2)
+    with pytest.raises(SearchError, match="one worker per GPU; leave --ddp-per-trial out"):
+        trial_workers(resources, 3)
+    with pytest.raises(SearchError, match="--gpus-per-trial 2 .one worker per GPU"):
+        trial_workers(parse_resources(1, 1.0, "cuda", "auto", local=False), 2)
+    cpu = parse_resources(1, 0.0, "cpu", "auto", local=True)
+    assert trial_workers(cpu, 2) == (cpu, 2) and trial_workers(cpu, 1) == (cpu, 1)
+
+
+def test_each_worker_of_a_gpu_trial_resolves_its_own_device(monkeypatch, tmp_path):
+    """The trial hands its Ray Train workers the device kind and --amp as asked; nothing is resolved in the trial
+    (whose process holds no GPU of its own)."""
+    import nas.ddp
+    import nas.trial
+    from nas.ray_common import recipe_config
+    from pose.train import Recipe
+    from tests.test_training import TINY
+
+    jobs = []
+    monkeypatch.setattr(nas.ddp, "train_in_trial", lambda job, folder, metrics_of: jobs.append(job))
+    monkeypatch.setattr(nas.trial.tune, "get_context", lambda: SimpleNamespace(get_trial_dir=lambda: str(tmp_path)))
+    config = {"genome": TINY.compact(), "recipe": recipe_config(Recipe(batch=4)), "data": "synthetic", "flops": 1,
+              "cost": {}, "device": "cuda", "amp": "bf16"}  # fmt: skip
+    nas.trial.train_trial(config, ddp_workers=2)
+    (job,) = jobs
+    assert job.workers == 2 and job.device.device.type == "cuda" and job.device.amp is None and job.amp == "bf16"
+
+
+def test_the_batch_splits_between_the_gpus_of_a_trial(tmp_path, capsys, monkeypatch, space_file):
+    code, err = search_in_process(capsys, monkeypatch, tmp_path, space_file, "--gpus-per-trial", "2",
+                                  "--batch", "3")  # fmt: skip
+    assert code == 2 and "--batch 3 does not split evenly between the 2 workers of --gpus-per-trial 2" in err
+
+
+def test_gpu_latency_needs_a_whole_gpu_per_trial():
+    place = {"resources": TrialResources(1, 0.5, "cuda", "auto")}
+    with pytest.raises(SearchError, match="--latency-device cuda with --gpus-per-trial 0.5.*--gpus-per-trial 1"):
+        check_latency_gpu(Setting(device="cuda"), place)
+    assert check_latency_gpu(Setting(device="cpu"), place) is place
+    whole = {"resources": TrialResources(1, 1.0, "cuda", "auto")}
+    assert check_latency_gpu(Setting(device="cuda"), whole) is whole
+
+
+def test_a_gpu_latency_table_is_read_or_fitted_by_a_task_holding_a_whole_gpu(monkeypatch, tmp_path):
+    import nas.search_run as search_run
+
+    calls = []
+    monkeypatch.setattr(search_run, "ray_instance", lambda *args: contextlib.nullcontext())
+    monkeypatch.setattr(search_run, "in_task", lambda function, *args, resources: calls.append((function, resources)))
+    options = SimpleNamespace(latency=Setting(device="cuda"), space=None, folder=tmp_path, address=None, verbose=False)
+    search_run.latency_table(options)
+    assert calls == [(search_run.table_here, {"num_cpus": 1, "num_gpus": 1})]
+
+
+def test_a_cluster_checks_its_own_gpus_for_latency():
+    setting = parse_setting("ort", "cuda", local=False)  # a head without a GPU starts a cluster's GPU search
+    assert setting.device == "cuda"
+    if not torch.cuda.is_available():
+        with pytest.raises(LatencyError, match="no CUDA device"):
+            parse_setting("ort", "cuda")
