@@ -4,7 +4,8 @@
 #      GPU each, the ONNX export of a CUDA-trained checkpoint);
 #   2. training throughput (bench/throughput.py): the Lite/Dite presets at 256x192, float32 and AMP (the precision
 #      --amp auto picks for this GPU), beside the CPU figure of one preset;
-#   3. a supernet step against the standalone step, and a score (bench/supernet.py --device cuda);
+#   3. a supernet step against the standalone step, sandwich steps with their new subnets built when run against
+#      prefetched, and a score (bench/supernet.py --device cuda);
 #   4. a two-trial search on the GPU (half a GPU per trial), on coco-mini.
 # It prints the figures and keeps them in $OUT (default bench/gpu-out/): gpu.txt, pytest.txt, throughput.jsonl,
 # supernet.txt, search.txt.
@@ -19,7 +20,8 @@ DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 if [ "$DRY" = 1 ]; then
     DEVICE=cpu; AMP=bf16; BATCH=2; ITERS=1; WARMUP=0; INPUT=64x64; ARCHS="--arch litehrnet-18"
-    SUPERNET="--arch litehrnet-18 --random 0 --iters 1 --batch 2 --calibration 4"; GPUS=""; REF="--no-reference"
+    SUPERNET="--arch litehrnet-18 --random 0 --iters 1 --batch 2 --calibration 4 --sandwich-steps 1"
+    GPUS=""; REF="--no-reference"
 else
     DEVICE=cuda; AMP=auto; BATCH=${BATCH:-32}; ITERS=${ITERS:-20}; WARMUP=5; INPUT=256x192
     ARCHS="--arch naive-litehrnet-18 --arch litehrnet-18 --arch litehrnet-30 --arch ditehrnet-18 --arch ditehrnet-30"

@@ -111,8 +111,10 @@ class SuperNet(nn.Module):
         """Build the skeletons of `genomes` that are neither cached nor on their way in a background thread, for
         `subnet` to take when they run. A skeleton is hundreds of modules built in Python (0.3-1.2 s for a genome of
         the default space on one CPU thread, far longer than a GPU step): the training loop asks for the next
-        step's random genomes before running this step's, so their building overlaps this step's computation. The
-        subnets are the ones `subnet` would build, their statistics reset; at most `cache_size` wait."""
+        step's random genomes before running this step's, so their building can overlap this step where the step
+        leaves Python's GIL free (a GPU's training thread waiting on a full launch queue). On the CPU the step
+        holds the GIL and the overlap gained nothing (bench/supernet.py, bench/RESULTS.md). The subnets are the
+        ones `subnet` would build, their statistics reset; at most `cache_size` wait."""
         for genome in genomes:
             cache_key = self._cache_key(genome)
             if cache_key in self._subnets or cache_key in self._pending:
@@ -123,6 +125,11 @@ class SuperNet(nn.Module):
             )
             while len(self._pending) > self.cache_size:
                 self._pending.popitem(last=False)
+
+    def forget(self, genomes: Iterable[Genome]) -> None:
+        """Drop the cached subnets of `genomes` (their BatchNorm statistics with them): the next run builds them."""
+        for genome in genomes:
+            self._subnets.pop(self._cache_key(genome), None)
 
     def _cache_key(self, genome: Genome) -> tuple[str, bool, str]:
         """A subnet's statistics belong to one layout and device."""
