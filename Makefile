@@ -13,7 +13,7 @@ ARGS ?=
 # subprocesses and MLflow, so 2 finish in about 18 minutes on a 2-core machine where 1 took 25 (bench/RESULTS.md).
 TEST_WORKERS ?= 2
 
-.PHONY: search test setup browser bytecode
+.PHONY: search test figures setup browser bytecode
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,9 @@ bytecode:
 
 search: setup bytecode
 	$(VENV)/bin/python experiments/search.py --budget $(BUDGET) $(ARGS)
+
+figures: setup bytecode
+	$(VENV)/bin/python bench/figures.py $(ARGS)
 
 test: setup browser bytecode
 	$(VENV)/bin/ruff check .
