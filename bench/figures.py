@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- figure: (?P<command>.+?) -->\n)(?P<body>.*?)(<!-- /figure -->)", re.S)
+# A block's markers each stand on a line of their own (a page may name them inside a sentence).
+BLOCK = re.compile(r"^(<!-- figure: (?P<command>[^\n]+?) -->\n)(?P<body>.*?)^(<!-- /figure -->)$", re.S | re.M)
 
 
 @dataclass(frozen=True)

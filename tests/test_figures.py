@@ -19,12 +19,13 @@ def page(root, name: str, text: str):
 
 
 def test_a_figure_block_is_rerun_in_place(tmp_path):
-    readme = page(tmp_path, "README.md", f"intro\n<!-- figure: {PRINT} -->\nstale 41\n<!-- /figure -->\nafter\n")
+    mention = "a sentence naming `<!-- figure: COMMAND -->` and `<!-- /figure -->` is no figure\n"
+    readme = page(tmp_path, "README.md", f"{mention}<!-- figure: {PRINT} -->\nstale 41\n<!-- /figure -->\nafter\n")
     other = page(tmp_path, "docs/a.md", "<!-- figure: echo other -->\nold\n<!-- /figure -->\n")
     assert [f.command for f in figures(tmp_path)] == [PRINT, "echo other"]
     assert regenerate(tmp_path, only="6 * 7", say=lambda _: None) == 1
     text = readme.read_text()
-    assert text.startswith(f"intro\n<!-- figure: {PRINT} -->\n```console\n$ {PRINT}\n42 .\n```\n")
+    assert text.startswith(f"{mention}<!-- figure: {PRINT} -->\n```console\n$ {PRINT}\n42 .\n```\n")
     assert "stale" not in text and str(tmp_path) not in text and text.endswith("<!-- /figure -->\nafter\n")
     assert f"<sub>{datetime.date.today().isoformat()}, " in text and "-core " in text and "Python 3." in text
     assert other.read_text() == "<!-- figure: echo other -->\nold\n<!-- /figure -->\n"  # not asked for
