@@ -345,7 +345,7 @@ def print_table(table: AblationTable, rows: list[dict], line: str, columns: list
     print(to_terminal(columns, rows))
     print(line)
     if any("(≠)" in str(r["params"]) + str(r["flops"]) for r in rows):
-        print("(≠): our exact figure, printed the paper's way, differs from the published one (see the README)")
+        print("(≠): our exact figure, printed the paper's way, differs from the published one (docs/complexity.md)")
 
 
 def complexity_only(table_name: str, latency: bool = False) -> dict:
