@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import ray
 
 from nas.options import OneShot, RunOptions, TrialResources, say
 from nas.ray_common import AUGMENT_NAMES, EXIT_INTERRUPTED, in_task
@@ -100,7 +103,7 @@ def _ensure_supernet(options: RunOptions, one_shot: OneShot) -> ReadySupernet:
     where: dict = {}
 
     def train(on_epoch) -> dict:  # the task's epochs are logged when it returns
-        result = in_task(train_task, task, resources=task_resources(resources, recipe))
+        result = in_task(train_task, task, resources=task_resources(resources, recipe, largest_node_cpus()))
         where.update(result["where"])
         return result
 
@@ -123,9 +126,15 @@ class SupernetTask:
     amp: str
 
 
-def task_resources(resources: TrialResources, recipe: Recipe) -> dict[str, float]:
-    """What the training task holds: the recipe's threads and, to train on CUDA, one whole GPU."""
-    return {"num_cpus": recipe.threads, "num_gpus": 1 if resources.device == "cuda" else 0}
+def task_resources(resources: TrialResources, recipe: Recipe, largest: float = math.inf) -> dict[str, float]:
+    """What the training task holds: the recipe's threads (at most the `largest` node's CPUs, or it would wait
+    forever) and, to train on CUDA, one whole GPU."""
+    return {"num_cpus": min(recipe.threads, largest), "num_gpus": 1 if resources.device == "cuda" else 0}
+
+
+def largest_node_cpus() -> float:
+    """The CPUs of the cluster's largest alive node."""
+    return max((node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=1.0)
 
 
 def train_task(task: SupernetTask) -> dict:

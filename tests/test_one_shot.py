@@ -237,6 +237,10 @@ def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path
     resources = one_shot.task_resources(TrialResources(1, 0.0, "cpu", "auto"), recipe)
     assert resources == {"num_cpus": 1, "num_gpus": 0}
     assert one_shot.task_resources(TrialResources(1, 0.5, "cuda", "auto"), recipe)["num_gpus"] == 1  # a whole GPU
+    assert one_shot.task_resources(TrialResources(1, 0.0, "cpu", "auto"), replace(recipe, threads=4), 2.0) == {
+        "num_cpus": 2.0,
+        "num_gpus": 0,
+    }  # never more CPUs than a node has
     with ray_instance(tmp_path, None, verbose=False):  # a private Ray (a shared head needs its token at import)
         result = in_task(one_shot.train_task, task, resources=resources)
     assert result["where"]["pid"] != os.getpid() and result["where"]["device"] == "cpu"
