@@ -51,7 +51,7 @@ browser:
 
 # The project's own modules, compiled once: it is installed editable, so without this every process (a driver, each
 # Ray worker) compiles them from source where PYTHONDONTWRITEBYTECODE is set, as on this machine (0.5 s a process).
-SOURCES = blocks search_space analysis pose supernet fidelity nas hrnas experiments
+SOURCES = blocks search_space analysis pose supernet fidelity checkpoints nas hrnas experiments
 bytecode:
 	$(VENV)/bin/python -m compileall -q $(SOURCES)
 
