@@ -29,7 +29,7 @@ from nas.supernet_run import RESULT, SupernetTracker, supernet_params, train_log
 from pose.coco import parse_data
 from pose.device import planned_device, resolve_device
 from pose.train import Recipe, load_data
-from supernet.sampling import candidates
+from supernet.sampling import Candidates, candidates
 from supernet.training import CHECKPOINT, SpaceSource, SupernetRecipe, supernet_meta, tracked_genomes, train_supernet
 
 SUPERNETS = "supernets"  # under --storage: the supernets searches trained, one folder per key
@@ -98,7 +98,9 @@ def _ensure_supernet(options: RunOptions, one_shot: OneShot) -> ReadySupernet:
     params = supernet_params(source, pool, recipe, supernet_options, data, device, AUGMENT_NAMES[recipe.augment])
     if device.device.type == "cuda":
         params["amp"] = resources.amp  # as asked: the task resolves it on its GPU
-    task = SupernetTask(source.text, options.data, recipe, supernet_options, folder, device.device.type, resources.amp)
+    task = SupernetTask(
+        source.text, options.data, recipe, supernet_options, folder, device.device.type, resources.amp, pool
+    )
 
     where: dict = {}
 
@@ -124,6 +126,7 @@ class SupernetTask:
     folder: Path
     device: str  # cpu or cuda: the task resolves it on the device Ray gives it
     amp: str
+    pool: Candidates  # the genomes to sample, counted once in the driver
 
 
 def task_resources(resources: TrialResources, recipe: Recipe, largest: float = math.inf) -> dict[str, float]:
@@ -143,8 +146,7 @@ def train_task(task: SupernetTask) -> dict:
     device = resolve_device(task.device, task.amp)
     source = SpaceSource.from_text(task.space_text, "the supernet's space")
     data = load_data(parse_data(task.data))
-    pool = candidates(source.space, task.options.parsed_budget(), len(data.train[0].keypoints))
     result = train_supernet(
-        source, data, task.recipe, task.options, task.folder, None, False, device, pool=pool, track=False
+        source, data, task.recipe, task.options, task.folder, None, False, device, pool=task.pool, track=False
     )
     return {**result, "where": {"pid": os.getpid(), "device": str(device.device), "amp": device.amp_name}}

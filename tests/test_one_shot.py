@@ -221,7 +221,8 @@ def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path
     from nas.options import TrialResources
     from nas.ray_common import in_task, ray_instance
     from pose.train import Recipe
-    from supernet.training import CHECKPOINT, SupernetRecipe
+    from supernet.sampling import candidates
+    from supernet.training import CHECKPOINT, SpaceSource, SupernetRecipe
 
     def trap(*args, **kwargs):
         raise AssertionError("the supernet trained in the driver")
@@ -230,9 +231,10 @@ def test_the_supernet_trains_in_a_ray_task_that_resolves_its_own_device(tmp_path
     monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
     recipe = replace(Recipe(), input_hw=(64, 64), epochs=1, max_steps=2, batch=4, threads=1)
     folder = tmp_path / "supernet"
+    pool = candidates(SpaceSource.from_file(space_file).space)
     task = one_shot.SupernetTask(
         Path(space_file).read_text(), MINI_DATA, recipe, SupernetRecipe(calibration=8, budget=None), folder, "cpu",
-        "auto",
+        "auto", pool,
     )  # fmt: skip
     resources = one_shot.task_resources(TrialResources(1, 0.0, "cpu", "auto"), recipe)
     assert resources == {"num_cpus": 1, "num_gpus": 0}

@@ -32,6 +32,7 @@ from hrnas.commands.train import (
     describe_ddp,
     device_from_args,
     loading_from_args,
+    ray_storage_from_args,
     recipe_from_args,
     val_boxes_from_args,
 )
@@ -132,6 +133,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     options.parsed_budget()  # a malformed budget is an error now, not after the data are loaded
     loading = loading_from_args(args)
     device = device_from_args(args, recipe)
+    ray_storage = ray_storage_from_args(args)
     out = check_writable(Path(args.out), "--out", folder=True)
     data_source = parse_data(args.data, args.val)
     if (out / CHECKPOINT).is_file():  # another space, recipe or options: refused before the data are loaded
@@ -168,7 +170,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
         job = DdpJob("", recipe_config(recipe), data_path, val_path, boxes_path,
                      args.box_threshold, device, args.ddp, args.verbose, loading,
                      SupernetJob(source.text, options), amp=args.amp)  # fmt: skip
-        return train_on_ray(job, out, args.address, args.verbose, args.ray_storage)
+        return train_on_ray(job, out, args.address, args.verbose, ray_storage)
 
     command = describe_command(argv, "supernet")
     summary = train_logged(tracker, source, out, params, tracked, command, data_args, train)

@@ -232,14 +232,13 @@ def device_from_args(args: argparse.Namespace, recipe: Recipe) -> Device:
         check_ddp(args.ddp, recipe.batch, args.device, device)
     elif args.address:
         raise ValueError("--address joins a Ray cluster for --ddp; add --ddp N or leave out --address")
-    args.ray_storage = ray_storage_from_args(args)
     return device
 
 
 def ray_storage_from_args(args: argparse.Namespace) -> str | None:
     """--ray-storage checked: only with --ddp; a folder made absolute (the workers run elsewhere) and writable, or
     a URI passed on to Ray Train as it is."""
-    storage = getattr(args, "ray_storage", None)
+    storage = args.ray_storage
     if storage is None:
         return None
     if args.ddp is None:
@@ -263,6 +262,7 @@ def train_command(args: argparse.Namespace) -> dict:
     recipe = recipe_from_args(args)
     loading = loading_from_args(args)
     device = device_from_args(args, recipe)
+    ray_storage = ray_storage_from_args(args)
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
     initial = load_model_weights(Path(args.init_from), genome, "--init-from") if args.init_from else None
     if initial is not None and args.ddp is not None:
@@ -284,7 +284,7 @@ def train_command(args: argparse.Namespace) -> dict:
 
         print(describe_ddp(args.ddp, recipe.batch), file=sys.stderr)
         job = ddp_job(genome, recipe, args, device, loading)
-        result = train_on_ray(job, out, args.address, args.verbose, args.ray_storage)
+        result = train_on_ray(job, out, args.address, args.verbose, ray_storage)
     summary = {k: v for k, v in result.items() if k != "history"}
     summary.update(
         arch=args.arch,
