@@ -1,16 +1,22 @@
-"""Write the official models' key/shape lists as test fixtures, from the authors' code, outside the project.
+"""Write the official models' key/shape lists and outputs as test fixtures, from the authors' code, outside the project.
 
-Run it in a scratch environment that has torch and mmcv 1.3.x (`MMCV_WITH_OPS=0 pip install --no-build-isolation
-mmcv==1.3.18`, with an empty `torchvision` package if none is installed: mmcv.runner imports it for model-zoo URLs
-only), given checkouts of the official repositories; nothing of theirs is copied into hrnas. The few mmpose 0.x
-pieces the model files import (BasicBlock and Bottleneck, channel_shuffle, load_checkpoint) are imported from the
-given mmpose checkout; its registry and logger are replaced by small stand-ins.
+Run it in a scratch environment that has torch, numpy, yacs and mmcv 1.3.x (`MMCV_WITH_OPS=0 pip install
+--no-build-isolation mmcv==1.3.18`, with an empty `torchvision` package if none is installed: mmcv.runner imports it
+for model-zoo URLs only), given checkouts of the official repositories; nothing of theirs is copied into hrnas. The
+few mmpose 0.x pieces the model files import (BasicBlock and Bottleneck, channel_shuffle, load_checkpoint) are
+imported from the given mmpose checkout; its registry and logger are replaced by small stand-ins.
 
-python tools/official_fixtures.py --lite-hrnet PATH/Lite-HRNet --mmpose PATH/mmpose-v0.29.0 --out tests/data/official
+python tools/official_fixtures.py --lite-hrnet PATH/Lite-HRNet --dite-hrnet PATH/Dite-HRNet \
+    --mmpose PATH/mmpose-v0.29.0 --hrnet PATH/deep-high-resolution-net.pytorch --out tests/data/official
 
-For each preset it writes `<preset>.keys.json`: the official state dict's keys and shapes, the backbone's keys
-prefixed `backbone.` and the TopDownSimpleHead's final 1x1 conv as `keypoint_head.final_layer.*`, in the order of
-the file that mmpose 0.x saves (the Lite-HRNet repository's layout).
+For each preset it writes `<preset>.keys.json`: the official state dict's keys and shapes in the order of the file
+that mmpose 0.x saves (the backbone's keys prefixed `backbone.`, the TopdownHeatmapSimpleHead's final 1x1 conv as
+`keypoint_head.final_layer.*`), and `<preset>.output.npy`: the official model's float64 output on
+`checkpoints.seeded.seeded_input()` with every tensor set by `checkpoints.seeded.seeded_tensor(official key)`, in
+eval mode. The head of every preset is one 1x1 conv on the backbone's branch-0 output (`num_deconv_layers=0`,
+`final_conv_kernel=1` in every config used), applied here as that conv. For HRNet-W32 it also writes
+`hrnet-w32.original.keys.json` and `hrnet-w32.original.output.npy` from the original HRNet repository's
+PoseHighResolutionNet (its own forward, its own key names).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import json
 import sys
 import types
 from pathlib import Path
+
+import numpy as np
+import torch
 
 LITE_HRNET_CONFIGS = {
     "naive-litehrnet-18": "configs/top_down/naive_litehrnet/coco/naive_litehrnet_18_coco_256x192.py",
@@ -61,22 +70,60 @@ def load_module(name: str, path: Path):
     return module
 
 
-def official_keys(backbone, joints: int, head_channels: int) -> list[list]:
-    keys = [[f"backbone.{k}", list(v.shape)] for k, v in backbone.state_dict().items()]
-    return keys + [["keypoint_head.final_layer.weight", [joints, head_channels, 1, 1]],
-                   ["keypoint_head.final_layer.bias", [joints]]]  # fmt: skip
+DITE_HRNET_CONFIGS = {
+    "ditehrnet-18": "configs/top_down/dite_hrnet/coco/ditehrnet_18_coco_256x192.py",
+    "ditehrnet-30": "configs/top_down/dite_hrnet/coco/ditehrnet_30_coco_256x192.py",
+}
+MMPOSE_HRNET_CONFIG = "configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/hrnet_w32_coco_256x192.py"
+ORIGINAL_HRNET_CONFIG = "experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml"
 
 
-def lite_hrnet_fixtures(repo: Path, out: Path) -> None:
+class TopDown(torch.nn.Module):
+    """An mmpose 0.x top-down model as its checkpoint names it: `backbone` and `keypoint_head.final_layer`, the
+    TopdownHeatmapSimpleHead of every config used here (no deconvolutions, a 1x1 final conv on branch 0)."""
+
+    def __init__(self, backbone: torch.nn.Module, channels: int, joints: int):
+        super().__init__()
+        self.backbone = backbone
+        self.keypoint_head = torch.nn.Module()
+        self.keypoint_head.final_layer = torch.nn.Conv2d(channels, joints, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.keypoint_head.final_layer(self.backbone(x)[0])
+
+
+def write_fixture(name: str, model: torch.nn.Module, source: str, notes: list[str], out: Path) -> None:
+    """`<name>.keys.json` and `<name>.output.npy`: the model's keys and its float64 output with seeded weights."""
+    from checkpoints.seeded import seeded_input, seeded_state
+
+    state = model.state_dict()
+    keys = [[key, list(value.shape)] for key, value in state.items()]
+    model.double().load_state_dict(seeded_state({key: tuple(shape) for key, shape in keys}), strict=True)
+    with torch.no_grad():
+        output = model.eval()(seeded_input())
+    fixture = {"preset": name.split(".")[0], "source": source, "notes": notes, "keys": keys}
+    (out / f"{name}.keys.json").write_text(json.dumps(fixture, indent=0))
+    np.save(out / f"{name}.output.npy", output.numpy())
+    scale = output.abs().max().item()
+    notes_text = "".join(f"; {n}" for n in notes)
+    print(f"{name}: {len(keys)} tensors, output {tuple(output.shape)} up to {scale:.3g}{notes_text}")
+
+
+def backbone_from_config(module, cls: str, repo: Path, config: str):
     from mmcv import Config
 
-    lite = load_module("official_litehrnet", repo / "models" / "backbones" / "litehrnet.py")
-    for preset, config in LITE_HRNET_CONFIGS.items():
-        cfg = Config.fromfile(str(repo / config))
-        backbone_cfg = dict(cfg.model.backbone)
-        backbone_cfg.pop("type")
-        backbone = lite.LiteHRNet(**backbone_cfg)
-        head = cfg.model.keypoint_head
+    cfg = Config.fromfile(str(repo / config))
+    backbone_cfg = dict(cfg.model.backbone)
+    backbone_cfg.pop("type")
+    backbone_cfg.pop("pretrained", None)
+    return getattr(module, cls)(**backbone_cfg), backbone_cfg, cfg.model.keypoint_head
+
+
+def lite_family_fixtures(file: Path, cls: str, configs: dict[str, str], repo: Path, out: Path) -> None:
+    """The Lite-HRNet or Dite-HRNet repository's presets (their backbones hold the iterative head)."""
+    module = load_module(f"official_{cls.lower()}", file)
+    for preset, config in configs.items():
+        backbone, backbone_cfg, head = backbone_from_config(module, cls, repo, config)
         # The head reads the backbone's branch-0 output. The Naive Lite-HRNet-18 config says in_channels=40 where
         # that branch has 30 channels (a model built from it fails on its first input); the head takes 30.
         channels = backbone_cfg["extra"]["stages_spec"]["num_channels"][-1][0]
@@ -85,21 +132,43 @@ def lite_hrnet_fixtures(repo: Path, out: Path) -> None:
             if head.in_channels == channels
             else [f"the config's keypoint_head.in_channels is {head.in_channels}; the backbone's output has {channels}"]
         )
-        keys = official_keys(backbone, head.out_channels, channels)
-        fixture = {"preset": preset, "source": f"HRNet/Lite-HRNet {config}", "notes": notes, "keys": keys}
-        (out / f"{preset}.keys.json").write_text(json.dumps(fixture, indent=0))
-        print(f"{preset}: {len(keys)} tensors{''.join(f'; {n}' for n in notes)}")
+        source = f"{repo.name} {config}"
+        write_fixture(preset, TopDown(backbone, channels, head.out_channels), source, notes, out)
+
+
+def hrnet_fixtures(mmpose: Path, original: Path, out: Path) -> None:
+    """HRNet-W32 as mmpose 0.x builds it and as the original HRNet repository does (no `backbone.` prefix)."""
+    module = load_module("mmpose.models.backbones.hrnet", mmpose / "mmpose" / "models" / "backbones" / "hrnet.py")
+    backbone, _, head = backbone_from_config(module, "HRNet", mmpose, MMPOSE_HRNET_CONFIG)
+    model = TopDown(backbone, head.in_channels, head.out_channels)
+    write_fixture("hrnet-w32", model, f"open-mmlab/mmpose v0.29.0 {MMPOSE_HRNET_CONFIG}", [], out)
+
+    sys.path.insert(0, str(original / "lib"))
+    from config import cfg  # the original repository's yacs defaults
+
+    cfg.defrost()
+    cfg.merge_from_file(str(original / ORIGINAL_HRNET_CONFIG))
+    pose_hrnet = load_module("official_pose_hrnet", original / "lib" / "models" / "pose_hrnet.py")
+    source = f"leoxiaobin/deep-high-resolution-net.pytorch {ORIGINAL_HRNET_CONFIG}"
+    write_fixture("hrnet-w32.original", pose_hrnet.PoseHighResolutionNet(cfg), source, [], out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lite-hrnet", type=Path, required=True, help="a checkout of HRNet/Lite-HRNet")
+    parser.add_argument("--dite-hrnet", type=Path, required=True, help="a checkout of ZiyiZhang27/Dite-HRNet")
     parser.add_argument("--mmpose", type=Path, required=True, help="a checkout of open-mmlab/mmpose at v0.29.0")
+    parser.add_argument("--hrnet", type=Path, required=True, help="a checkout of deep-high-resolution-net.pytorch")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for checkpoints.seeded (torch only)
     stand_in_mmpose(args.mmpose.resolve())
-    lite_hrnet_fixtures(args.lite_hrnet.resolve(), args.out)
+    lite = args.lite_hrnet.resolve()
+    lite_family_fixtures(lite / "models/backbones/litehrnet.py", "LiteHRNet", LITE_HRNET_CONFIGS, lite, args.out)
+    dite = args.dite_hrnet.resolve()
+    lite_family_fixtures(dite / "models/backbones/ditehrnet.py", "DiteHRNet", DITE_HRNET_CONFIGS, dite, args.out)
+    hrnet_fixtures(args.mmpose.resolve(), args.hrnet.resolve(), args.out)
 
 
 if __name__ == "__main__":
