@@ -62,14 +62,14 @@ def family_of(genome: Genome) -> str:
 def detect(state: dict[str, object]) -> str:
     """The layout of a state dict, from its keys: `hrnas`, or one of FORMATS."""
     keys = list(state)
+    if any(k.startswith(("stages.", "stem.")) for k in keys):  # hrnas's own (its head is keypoint_head. too)
+        return "hrnas"
     if any(k.startswith(("head.", "data_preprocessor.")) for k in keys):
         return "mmpose1x"
     if any(k.startswith(("backbone.", "keypoint_head.")) for k in keys):
         return "mmpose0x"
     if "final_layer.weight" in state and "conv1.weight" in state:
         return "hrnet"
-    if any(k.startswith(("stages.", "stem.")) for k in keys):
-        return "hrnas"
     shown = ", ".join(sorted({k.split(".")[0] for k in keys})[:6]) or "no keys"
     raise CheckpointError(f"no known checkpoint layout (its keys start with {shown}); hrnas reads its own, mmpose "
                           "0.x and 1.x, the Lite-HRNet, Dite-HRNet and original HRNet repositories'")  # fmt: skip

@@ -80,7 +80,9 @@ def read_checkpoint(path: Path, option: str) -> RawCheckpoint:
         unpickler = restricted_pickle_module(skipped)
         content = torch.load(path, map_location="cpu", weights_only=False, pickle_module=unpickler)
     except Exception as exc:  # a tensor rebuilt by the file's own code fails on its placeholder
-        raise CheckpointError(needs_code(path, option, sorted(skipped), exc)) from None
+        if skipped:
+            raise CheckpointError(needs_code(path, option, sorted(skipped), exc)) from None
+        raise CheckpointError(f"{option} {path}: not a PyTorch checkpoint ({first_line(exc)})") from None
     return RawCheckpoint(content, sorted(skipped))
 
 

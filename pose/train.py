@@ -267,8 +267,10 @@ def train(
         keep_freed_memory()
     joints = len(data.train[0].keypoints)
     net = build_model(genome, recipe, joints, device)
-    if initial is not None:
-        net.load_state_dict(initial)
+    if initial is not None:  # checked by the caller (checkpoints.load): a partial start keeps the rest's init
+        unexpected = net.load_state_dict(initial, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"the initial weights name tensors this network lacks: {', '.join(unexpected[:3])}")
     if sync_bn and replicas.world > 1:
         net = with_sync_batchnorm(net)
     model = DistributedDataParallel(net) if replicas.world > 1 else net

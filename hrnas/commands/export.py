@@ -25,9 +25,9 @@ from torch import nn
 
 from blocks.network import PoseNet, init_weights
 from blocks.onnx_export import OPSETS, export_onnx
+from checkpoints.load import load_into, read_weights
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
-from pose.weights import load_model_weights
 from search_space.complexity import parse_input_size
 from search_space.genome import Genome
 from search_space.presets import PRESETS, add_architecture_arguments, architecture_from_args
@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the --check input")
     parser.add_argument(
         "--checkpoint",
-        help="trained weights: the checkpoint.pt of `hrnas train --out` (trained on any device) for the same --arch",
+        help="trained weights of the same --arch: the checkpoint.pt of `hrnas train --out` (from any device) or a "
+        "published checkpoint (mmpose 0.x/1.x, the Lite-HRNet, Dite-HRNet or original HRNet repository's)",
+    )
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="load the checkpoint's tensors that fit, list the others"
     )
     parser.add_argument("--check", action="store_true", help="run the file in onnxruntime and compare with PyTorch")
     parser.add_argument("--atol", type=float, default=1e-4, help="--check fails (exit 1) above this max abs diff")
@@ -177,7 +181,7 @@ def export_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--opset {args.opset}: the {args.exporter} exporter writes opsets {low}-{high}")
     if args.check and importlib.util.find_spec("onnxruntime") is None:
         raise ValueError("--check runs the file in onnxruntime, which is not installed: pip install onnxruntime")
-    weights = load_model_weights(Path(checkpoint), genome) if checkpoint else None
+    weights = read_weights(Path(checkpoint), genome) if checkpoint else None
     out = check_writable(Path(args.out) if args.out else default_out(name, input_hw), "--out")
     out.parent.mkdir(parents=True, exist_ok=True)
     if weights is None:
@@ -186,10 +190,8 @@ def export_command(args: argparse.Namespace) -> None:
 
     model = build_model(genome, args.joints, input_hw, args.init, args.seed)
     if weights is not None:
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as exc:  # e.g. another --joints
-            raise ValueError(f"--checkpoint {checkpoint} does not fit this network: {exc}") from None
+        fitted = load_into(model, weights, args.allow_partial)
+        print(f"weights: {weights.describe()}\n  {fitted.describe()}")
     # Not zeros: with the official init a zero image drives activations into float32 denormals (~80x slower).
     example = torch.randn(1, 3, *input_hw, generator=torch.Generator().manual_seed(args.seed))
     export_onnx(model, example, out, args.exporter, args.opset)

@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from analysis.curves import plot_training_curves
+from blocks.network import PoseNet
+from checkpoints.load import Weights, read_weights
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
 from pose.coco import DataError, parse_data
@@ -28,7 +30,6 @@ from pose.device import AMPS, DEVICES, Device, planned_device, resolve_device
 from pose.loading import CROP_CACHE_BYTES, IMAGE_CACHE_BYTES, MIB, Loading
 from pose.losses import LOSSES
 from pose.train import Recipe, load_data, train
-from pose.weights import load_model_weights
 from search_space.complexity import parse_input_size
 from search_space.presets import add_architecture_arguments, architecture_from_args
 
@@ -47,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         default=None,
         metavar="CHECKPOINT",
-        help="start from these weights of the same --arch (a checkpoint.pt, or `hrnas supernet eval --save`) to "
-        "fine-tune",
+        help="start from these weights to fine-tune: a checkpoint.pt, `hrnas supernet eval --save`, or a published "
+        "checkpoint (mmpose 0.x/1.x, the Lite-HRNet, Dite-HRNet or original HRNet repository's) of the same --arch",
+    )
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="with --init-from: load the tensors that fit (another joint count, a genome sharing some shapes), list "
+        "the rest, which keep their initialisation",
     )
     add_ddp_arguments(p)
     p.add_argument("--sync-bn", action="store_true", help="with --ddp on CUDA: BatchNorm statistics over the whole "
@@ -256,6 +263,15 @@ def val_boxes_from_args(args: argparse.Namespace) -> Path | None:
     return boxes
 
 
+def initial_weights(weights: Weights | None, genome, joints: int, partial: bool) -> dict | None:
+    """The --init-from tensors that this network (with the data's joints) takes; strict unless --allow-partial."""
+    if weights is None:
+        return None
+    fitted = weights.fit(PoseNet(genome.resolve(joints)).state_dict(), partial)
+    print(f"--init-from {weights.describe()}\n  {fitted.describe()}", file=sys.stderr)
+    return fitted.state
+
+
 def train_command(args: argparse.Namespace) -> dict:
     """Check every input (the output folder included), then train, print the metrics and return the summary."""
     genome = architecture_from_args(args)
@@ -264,11 +280,14 @@ def train_command(args: argparse.Namespace) -> dict:
     device = device_from_args(args, recipe)
     ray_storage = ray_storage_from_args(args)
     out = check_writable(Path(args.out), "--out", folder=True) if args.out else None
-    initial = load_model_weights(Path(args.init_from), genome, "--init-from") if args.init_from else None
-    if initial is not None and args.ddp is not None:
+    weights = read_weights(Path(args.init_from), genome, "--init-from") if args.init_from else None
+    if weights is not None and args.ddp is not None:
         raise ValueError("--init-from is for one-process training; leave out --ddp to fine-tune")
+    if args.allow_partial and weights is None:
+        raise ValueError("--allow-partial says how to load --init-from; give --init-from CHECKPOINT or leave it out")
     boxes = val_boxes_from_args(args)
     data = load_data(parse_data(args.data, args.val), detections=boxes, box_threshold=args.box_threshold)
+    initial = initial_weights(weights, genome, len(data.train[0].keypoints), args.allow_partial)
     print(f"{args.arch}: {genome.compact()} on {device.describe()}", file=sys.stderr)
     print(
         f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons; "
