@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Pareto tables, plots and hypervolumes of searches, read back from MLflow"),
     "complexity": ("complexity", "exact parameters and FLOPs of a preset or genome in a named convention"),
     "export": ("export", "ONNX export of any genome, checked in onnxruntime"),
+    "convert": ("convert", "checkpoints between hrnas's layout and mmpose's / the authors' (published weights)"),
     "supernet": ("supernet", "a weight-sharing supernet of a space: train it once, score any genome in seconds"),
     "space": ("space", "a search space's genome count, how many fit a budget, FLOPs range and presets"),
     "fidelity": ("fidelity", "how well each search signal ranks architectures, against a ground truth"),

@@ -6,8 +6,10 @@ for model-zoo URLs only), given checkouts of the official repositories; nothing 
 few mmpose 0.x pieces the model files import (BasicBlock and Bottleneck, channel_shuffle, load_checkpoint) are
 imported from the given mmpose checkout; its registry and logger are replaced by small stand-ins.
 
+python tools/convert_cases.py --out /tmp/converted    # the project environment: `hrnas convert` files to check
 python tools/official_fixtures.py --lite-hrnet PATH/Lite-HRNet --dite-hrnet PATH/Dite-HRNet \
-    --mmpose PATH/mmpose-v0.29.0 --hrnet PATH/deep-high-resolution-net.pytorch --out tests/data/official
+    --mmpose PATH/mmpose-v0.29.0 --hrnet PATH/deep-high-resolution-net.pytorch --converted /tmp/converted \
+    --out tests/data/official
 
 For each preset it writes `<preset>.keys.json`: the official state dict's keys and shapes in the order of the file
 that mmpose 0.x saves (the backbone's keys prefixed `backbone.`, the TopdownHeatmapSimpleHead's final 1x1 conv as
@@ -119,8 +121,9 @@ def backbone_from_config(module, cls: str, repo: Path, config: str):
     return getattr(module, cls)(**backbone_cfg), backbone_cfg, cfg.model.keypoint_head
 
 
-def lite_family_fixtures(file: Path, cls: str, configs: dict[str, str], repo: Path, out: Path) -> None:
-    """The Lite-HRNet or Dite-HRNet repository's presets (their backbones hold the iterative head)."""
+def lite_family_fixtures(file: Path, cls: str, configs: dict[str, str], repo: Path, out: Path) -> type:
+    """The Lite-HRNet or Dite-HRNet repository's presets (their backbones hold the iterative head); returns the
+    backbone class."""
     module = load_module(f"official_{cls.lower()}", file)
     for preset, config in configs.items():
         backbone, backbone_cfg, head = backbone_from_config(module, cls, repo, config)
@@ -134,10 +137,12 @@ def lite_family_fixtures(file: Path, cls: str, configs: dict[str, str], repo: Pa
         )
         source = f"{repo.name} {config}"
         write_fixture(preset, TopDown(backbone, channels, head.out_channels), source, notes, out)
+    return getattr(module, cls)
 
 
-def hrnet_fixtures(mmpose: Path, original: Path, out: Path) -> None:
-    """HRNet-W32 as mmpose 0.x builds it and as the original HRNet repository does (no `backbone.` prefix)."""
+def hrnet_fixtures(mmpose: Path, original: Path, out: Path) -> type:
+    """HRNet-W32 as mmpose 0.x builds it and as the original HRNet repository does (no `backbone.` prefix); returns
+    mmpose's HRNet class."""
     module = load_module("mmpose.models.backbones.hrnet", mmpose / "mmpose" / "models" / "backbones" / "hrnet.py")
     backbone, _, head = backbone_from_config(module, "HRNet", mmpose, MMPOSE_HRNET_CONFIG)
     model = TopDown(backbone, head.in_channels, head.out_channels)
@@ -151,6 +156,35 @@ def hrnet_fixtures(mmpose: Path, original: Path, out: Path) -> None:
     pose_hrnet = load_module("official_pose_hrnet", original / "lib" / "models" / "pose_hrnet.py")
     source = f"leoxiaobin/deep-high-resolution-net.pytorch {ORIGINAL_HRNET_CONFIG}"
     write_fixture("hrnet-w32.original", pose_hrnet.PoseHighResolutionNet(cfg), source, [], out)
+    return module.HRNet
+
+
+def converted_fixtures(folder: Path, code: dict[str, object], out: Path) -> None:
+    """Each `hrnas convert` file of tools/convert_cases.py, loaded with strict=True into the model its config builds
+    with the official code: `converted/<case>.output.npy` (the official output), beside its config and genome."""
+    import shutil
+
+    from mmcv import Config
+
+    from checkpoints.seeded import seeded_input
+
+    target = out / "converted"
+    target.mkdir(exist_ok=True)
+    for config_path in sorted(folder.glob("*.pth.config.py")):
+        case = config_path.name.removesuffix(".pth.config.py")
+        model_cfg = Config.fromfile(str(config_path)).model
+        backbone_cfg = dict(model_cfg.backbone)
+        backbone = code[backbone_cfg.pop("type")](**backbone_cfg)
+        head = model_cfg.keypoint_head
+        model = TopDown(backbone, head.in_channels, head.out_channels)
+        state = torch.load(folder / f"{case}.pth", map_location="cpu", weights_only=True)["state_dict"]
+        model.double().load_state_dict(state, strict=True)
+        with torch.no_grad():
+            output = model.eval()(seeded_input())
+        np.save(target / f"{case}.output.npy", output.numpy())
+        shutil.copy(config_path, target / f"{case}.config.py")
+        shutil.copy(folder / f"{case}.genome", target / f"{case}.genome")
+        print(f"converted {case}: {len(state)} tensors loaded strictly, output up to {output.abs().max().item():.3g}")
 
 
 def main() -> None:
@@ -159,16 +193,24 @@ def main() -> None:
     parser.add_argument("--dite-hrnet", type=Path, required=True, help="a checkout of ZiyiZhang27/Dite-HRNet")
     parser.add_argument("--mmpose", type=Path, required=True, help="a checkout of open-mmlab/mmpose at v0.29.0")
     parser.add_argument("--hrnet", type=Path, required=True, help="a checkout of deep-high-resolution-net.pytorch")
+    parser.add_argument("--converted", type=Path, help="the folder of tools/convert_cases.py's files, to check")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for checkpoints.seeded (torch only)
     stand_in_mmpose(args.mmpose.resolve())
     lite = args.lite_hrnet.resolve()
-    lite_family_fixtures(lite / "models/backbones/litehrnet.py", "LiteHRNet", LITE_HRNET_CONFIGS, lite, args.out)
+    lite_cls = lite_family_fixtures(
+        lite / "models/backbones/litehrnet.py", "LiteHRNet", LITE_HRNET_CONFIGS, lite, args.out
+    )
     dite = args.dite_hrnet.resolve()
-    lite_family_fixtures(dite / "models/backbones/ditehrnet.py", "DiteHRNet", DITE_HRNET_CONFIGS, dite, args.out)
-    hrnet_fixtures(args.mmpose.resolve(), args.hrnet.resolve(), args.out)
+    dite_cls = lite_family_fixtures(
+        dite / "models/backbones/ditehrnet.py", "DiteHRNet", DITE_HRNET_CONFIGS, dite, args.out
+    )
+    hrnet = hrnet_fixtures(args.mmpose.resolve(), args.hrnet.resolve(), args.out)
+    if args.converted:
+        classes = {"LiteHRNet": lite_cls, "DiteHRNet": dite_cls, "HRNet": hrnet}
+        converted_fixtures(args.converted.resolve(), classes, args.out)
 
 
 if __name__ == "__main__":
