@@ -3,6 +3,7 @@ tensor for tensor against the network (strict unless partial loading is asked fo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class Weights:
     layout: str  # `hrnas` or a checkpoints.formats.FORMATS name
     renamed: Renamed
     skipped_metadata: list[str] = field(default_factory=list)
+    recipe: dict | None = None  # an hrnas checkpoint's training recipe (how its output becomes heatmaps)
 
     def describe(self) -> str:
         title = "hrnas" if self.layout == "hrnas" else FORMATS[self.layout].title
@@ -79,21 +81,22 @@ def shorten(items: list[str]) -> str:
     return ", ".join(items[:SHOWN]) + (f", ... {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
-def state_dict_of(content: object, path: Path, option: str) -> tuple[dict, str | None]:
-    """The state dict a file holds, and the genome an hrnas checkpoint names."""
+def state_dict_of(content: object, path: Path, option: str) -> tuple[dict, dict]:
+    """The state dict a file holds, and an hrnas checkpoint's metadata (its genome, its recipe)."""
     if isinstance(content, dict) and "model" in content and "meta" in content:  # `hrnas train --out`
-        return content["model"], (content["meta"] or {}).get("genome")
+        return content["model"], content["meta"] or {}
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):  # mmpose, the authors' repos
-        return content["state_dict"], None
+        return content["state_dict"], {}
     if isinstance(content, dict) and content and all(isinstance(k, str) for k in content):  # a bare state dict
-        return content, None
+        return content, {}
     raise CheckpointError(f"{option} {path}: not a checkpoint (no state dict in a {type(content).__name__})")
 
 
 def read_weights(path: Path, genome: Genome, option: str = "--checkpoint") -> Weights:
     """The file's weights under hrnas's names for `genome`, its layout detected. Errors are one line."""
     raw = read_checkpoint(path, option)
-    state, trained = state_dict_of(raw.content, path, option)
+    state, meta = state_dict_of(raw.content, path, option)
+    trained = meta.get("genome")
     code = sorted({type(v).qualname for v in state.values() if isinstance(v, Placeholder)})
     if code:
         raise CheckpointError(needs_code(path, option, code))
@@ -107,7 +110,8 @@ def read_weights(path: Path, genome: Genome, option: str = "--checkpoint") -> We
         renamed = to_hrnas(state, layout, family_of(genome))
     except CheckpointError as exc:
         raise CheckpointError(f"{option} {path}: {exc}") from None
-    return Weights(path, option, layout, renamed, raw.skipped)
+    recipe = json.loads(meta["recipe"]) if isinstance(meta.get("recipe"), str) else None
+    return Weights(path, option, layout, renamed, raw.skipped, recipe)
 
 
 def load_into(model: torch.nn.Module, weights: Weights, partial: bool = False) -> Fitted:

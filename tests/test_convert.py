@@ -78,3 +78,68 @@ def test_a_genome_the_official_code_cannot_build_is_refused_with_the_reason(tmp_
     with pytest.raises(SystemExit) as exit_:  # the original HRNet layout is read, not written
         convert_command.main([*argv, "--to", "hrnet"])
     assert exit_.value.code == 2 and "invalid choice: 'hrnet'" in capsys.readouterr().err
+
+
+def test_evaluate_checkpoint_gives_the_predictions_of_trains_validation(tmp_path, capsys, monkeypatch):
+    """`evaluate --checkpoint` on the small real data with detection boxes: the keypoints (so the AP) that `train`
+    validated the same weights at, from the hrnas checkpoint and from its mmpose conversion (told how the output
+    becomes heatmaps). Keypoints, not AP alone: a few steps on four images leave the AP at 0."""
+    import json
+
+    import pose.train
+    from hrnas.commands import evaluate as evaluate_command
+    from tests.test_published_checkpoints import MINI, TRAIN
+
+    scored = []  # the results each COCOeval saw
+    score = pose.train.coco_keypoint_stats
+    monkeypatch.setattr(
+        pose.train, "coco_keypoint_stats", lambda gt, results: scored.append(results) or score(gt, results)
+    )
+
+    def keypoints() -> np.ndarray:
+        return np.array([r["keypoints"] for r in scored[-1]])
+
+    boxes = ["--val-boxes", str(MINI / "test_coco_det_AP_H_56.json"), "--box-threshold", "0.5"]
+    arch = ["--arch", "litehrnet-18", "--gene", "width=16", "--gene", "modules=[1,1,1]"]
+    out = tmp_path / "run"
+    assert train_command_main([*arch, *TRAIN, *boxes, "--out", str(out), "--json"]) == 0
+    trained, validated = json.loads(capsys.readouterr().out.strip().splitlines()[-1]), keypoints()
+    scoring = [*arch, "--data", TRAIN[1], "--input", "64x64", "--batch", "4", *boxes, "--json"]  # train validates in 4s
+    checkpoint = out / "checkpoint.pt"
+    assert evaluate_command.main([*scoring, "--checkpoint", str(checkpoint)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert np.array_equal(keypoints(), validated) and evaluated["ap"] == trained["ap"]
+    detections = json.loads((MINI / "test_coco_det_AP_H_56.json").read_text())
+    assert len(validated) == sum(d["score"] >= 0.5 for d in detections)  # a person per detection box kept
+
+    mmpose = tmp_path / "mmpose.pth"
+    assert convert_command.main([*arch, "--checkpoint", str(checkpoint), "--to", "mmpose0x", "--out", str(mmpose)]) == 0
+    recipe = ["--loss", "softmax-ce", "--decode", "taylor"]  # the training's, not the published models' defaults
+    assert evaluate_command.main([*scoring, "--checkpoint", str(mmpose), *recipe]) == 0
+    assert np.array_equal(keypoints(), validated)
+    assert evaluate_command.main([*scoring, "--checkpoint", str(mmpose)]) == 0  # mse, quarter: another reading
+    assert not np.array_equal(keypoints(), validated)
+    assert evaluate_command.main([*scoring, "--checkpoint", str(checkpoint), "--no-flip-test"]) == 0
+    assert not np.array_equal(keypoints(), validated)
+
+
+def train_command_main(argv: list[str]) -> int:
+    from hrnas.commands import train as train_command
+
+    return train_command.main(argv)
+
+
+def test_evaluate_takes_predictions_or_a_checkpoint_of_an_arch(tmp_path, capsys):
+    from hrnas.commands import evaluate as evaluate_command
+    from tests.test_published_checkpoints import MINI_DATA
+
+    checkpoint = tmp_path / "w.pth"
+    torch.save({"state_dict": official_state("litehrnet-18")}, checkpoint)
+    cases = {
+        "give --predictions RESULTS.json, or --arch": ["--data", MINI_DATA],
+        "--checkpoint needs --arch": ["--data", MINI_DATA, "--checkpoint", str(checkpoint)],
+        "does not fit this network": ["--data", MINI_DATA, "--checkpoint", str(checkpoint), "--arch", "litehrnet-30"],
+    }
+    for says, argv in cases.items():
+        assert evaluate_command.main(argv) == 2
+        assert says in one_error_line(capsys)
