@@ -14,6 +14,7 @@ from checkpoints.reading import CheckpointError, Placeholder, needs_code, read_c
 from search_space.genome import Genome
 
 SHOWN = 3  # offending keys named in an error line
+FIT_HINT = "give the checkpoint of this --arch (and --joints), or --allow-partial to load what fits"
 
 
 @dataclass
@@ -36,7 +37,7 @@ class Weights:
             text += f"; skipped metadata of classes {', '.join(self.skipped_metadata)} (not loaded, not run)"
         return text
 
-    def fit(self, expected: dict[str, torch.Tensor], partial: bool = False) -> Fitted:
+    def fit(self, expected: dict[str, torch.Tensor], partial: bool = False, hint: str = FIT_HINT) -> Fitted:
         """The tensors `expected` (a network's state dict) takes from this file. Strict: a missing, unexpected or
         wrongly shaped tensor is one CheckpointError line naming the first few; `partial` loads what fits and
         lists the rest."""
@@ -54,10 +55,7 @@ class Weights:
                 for items, what in ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape"))
                 if items
             ]
-            raise CheckpointError(
-                f"{self.option} {self.path} does not fit this network: {'; '.join(problems)}; give the checkpoint "
-                "of this --arch (and --joints), or --allow-partial to load what fits"
-            )
+            raise CheckpointError(f"{self.option} {self.path} does not fit this network: {'; '.join(problems)}; {hint}")
         fitting = {n: v for n, v in state.items() if n in expected and v.shape == expected[n].shape}
         return Fitted(fitting, missing + [r.split(" ")[0] for r in reshaped], unexpected)
 

@@ -174,6 +174,23 @@ class SuperNet(nn.Module):
         return GenomeNet(self, genome)
 
     @torch.no_grad()
+    def load_member(self, genome: Genome, state: dict[str, torch.Tensor]) -> int:
+        """Set the slices that `genome` reads to its network's `state` (a full PoseNet state dict: a checkpoint of
+        the space's largest member sets every shared tensor it covers, any other member its slices), and its
+        subnet's BatchNorm statistics to the state's, so that `extract(genome)` gives that network while the
+        subnet stays cached. Returns the number of parameters set."""
+        subnet = self.subnet(genome)
+        names = {take.name for take in subnet.takes} | set(subnet.buffers())
+        if set(state) != names:
+            missing, extra = sorted(names - set(state)), sorted(set(state) - names)
+            raise SharingError(f"the weights are not {genome.compact()}'s: missing {missing[:3]}, extra {extra[:3]}")
+        for take in subnet.takes:
+            self.shared[take.key][take.index] = state[take.name].to(self.shared[take.key].dtype)
+        for name, buffer in subnet.buffers().items():
+            buffer.copy_(state[name])
+        return len(subnet.takes)
+
+    @torch.no_grad()
     def extract(self, genome: Genome) -> PoseNet:
         """The zoo's standalone `PoseNet(genome.resolve(joints))` with copies of the shared slices, on the
         supernet's device (contiguous NCHW weights, train mode: prepare it as any fresh PoseNet). Its BatchNorm

@@ -167,10 +167,12 @@ def train_supernet(
     loading: Loading = DEFAULT_LOADING,
     pool: Candidates | None = None,
     track: bool = True,
+    initial: tuple[Genome, dict[str, torch.Tensor]] | None = None,
 ) -> dict:
     """Train the supernet of `source.space`; returns the last epoch's record, the history and the seconds. `pool`:
     the genomes to sample (default: `supernet.sampling.candidates` of the space within the budget). `track`: score
-    the largest, the smallest and the space's presets after every epoch (off: a search scores its own genomes)."""
+    the largest, the smallest and the space's presets after every epoch (off: a search scores its own genomes).
+    `initial`: a member genome and its network's weights to start from (`--init-from`; a resumed run ignores it)."""
     torch.set_num_threads(recipe.threads)
     device.activate()
     if device.fast:
@@ -188,7 +190,12 @@ def train_supernet(
     meta = checkpoint_meta(source, recipe, options, data)
     checkpoint = out_dir / CHECKPOINT if out_dir else None
     history: list[dict] = []
-    if checkpoint is not None and checkpoint.is_file():
+    resuming = checkpoint is not None and checkpoint.is_file()
+    if initial is not None and not resuming:
+        set_values = supernet.load_member(*initial)
+        if not quiet:
+            print(f"shared weights: {set_values} tensors from {initial[0].compact()}", file=sys.stderr)
+    if resuming:
         state = load_checkpoint(checkpoint, device.device)
         check_resumable(state["meta"], meta, checkpoint)
         supernet.load_state_dict(state["shared"])

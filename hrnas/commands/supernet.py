@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from blocks.network import PoseNet
+from checkpoints.load import read_weights
 from hrnas.commands.train import (
     DEFAULT,
     add_data_arguments,
@@ -42,6 +44,7 @@ from pose.coco import parse_data, worker_paths
 from pose.device import resolve_device
 from pose.loading import ALONE
 from pose.train import load_data
+from search_space.genome import Genome
 from search_space.presets import add_architecture_arguments, architecture_from_args
 from search_space.space import DEFAULT_SPACE
 from supernet.calibrate import DEFAULT_CALIBRATION
@@ -88,6 +91,12 @@ def build_parser() -> Parser:
     add_loading_arguments(train)
     add_device_arguments(train)
     train.add_argument("--out", required=True, help="folder for supernet.pt and result.json; an existing one resumes")
+    train.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                       help="start the shared weights from this network's (any layout `hrnas train --init-from` "
+                       "reads): of the largest sampled genome, or of --init-arch")  # fmt: skip
+    train.add_argument("--init-arch", default=None, metavar="ARCH",
+                       help="with --init-from: the member of the space the checkpoint holds (a preset or genome "
+                       "file; default: the largest genome sampled); only its slices are set")  # fmt: skip
     add_ddp_arguments(train)
     train.add_argument("--tracking-uri", default=None,
                        help="MLflow server http://HOST:PORT (default: SQLite file <storage>/mlflow.db)")  # fmt: skip
@@ -125,6 +134,35 @@ def supernet_recipe_from_args(args: argparse.Namespace) -> SupernetRecipe:
     return SupernetRecipe(args.sandwich, DISTILL[args.distill], budget, args.calibration)
 
 
+def check_init_options(args: argparse.Namespace) -> Genome | None:
+    """--init-from / --init-arch checked before any work; the --init-arch genome (None: the largest sampled)."""
+    if args.init_from is None:
+        if args.init_arch is not None:
+            raise ValueError("--init-arch names the member that --init-from holds; give --init-from CHECKPOINT")
+        return None
+    if args.ddp is not None:
+        raise ValueError("--init-from is for one-process supernet training; leave out --ddp to warm-start")
+    if not Path(args.init_from).is_file():
+        raise ValueError(f"--init-from {args.init_from}: no such file")
+    return architecture_from_args(argparse.Namespace(arch=args.init_arch, gene=[])) if args.init_arch else None
+
+
+def initial_member(args: argparse.Namespace, source: SpaceSource, pool, joints: int):
+    """The member genome and its checked weights for --init-from (strict: every tensor of that network)."""
+    if args.init_from is None:
+        return None
+    member = check_init_options(args) or pool.largest
+    try:
+        source.space.params_of(member)
+    except ValueError as exc:
+        raise ValueError(f"--init-arch {args.init_arch}: not in the space {source.space.name}: {exc}") from None
+    weights = read_weights(Path(args.init_from), member, "--init-from")
+    hint = "name the space's member it holds with --init-arch (default: the largest genome sampled)"
+    fitted = weights.fit(PoseNet(member.resolve(joints)).state_dict(), hint=hint)
+    print(f"--init-from {weights.describe()}\n  for {member.compact()}: {fitted.describe()}", file=sys.stderr)
+    return member, fitted.state
+
+
 def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     """Check every input, then train the supernet (resuming from --out), log it and print the scores."""
     source = SpaceSource.from_file(args.space)
@@ -134,6 +172,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     loading = loading_from_args(args)
     device = device_from_args(args, recipe)
     ray_storage = ray_storage_from_args(args)
+    check_init_options(args)
     out = check_writable(Path(args.out), "--out", folder=True)
     data_source = parse_data(args.data, args.val)
     if (out / CHECKPOINT).is_file():  # another space, recipe or options: refused before the data are loaded
@@ -147,10 +186,11 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     check_tracking_uri(tracking_uri)
     boxes = val_boxes_from_args(args)
     data = load_data(data_source, detections=boxes, box_threshold=args.box_threshold)
-    print(f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons on {device.describe()}",
-          file=sys.stderr)  # fmt: skip
     joints = len(data.train[0].keypoints)
     pool = candidates(source.space, options.parsed_budget(), joints)
+    initial = initial_member(args, source, pool, joints)
+    print(f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons on {device.describe()}",
+          file=sys.stderr)  # fmt: skip
     tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
 
     tracker = SupernetTracker(tracking_uri, args.experiment, Path(args.storage).resolve(), out)
@@ -163,7 +203,9 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
 
     def train(on_epoch) -> dict:
         if args.ddp is None:
-            return train_supernet(source, data, recipe, options, out, on_epoch, False, device, ALONE, loading, pool)
+            return train_supernet(
+                source, data, recipe, options, out, on_epoch, False, device, ALONE, loading, pool, initial=initial
+            )
         from nas.ddp import DdpJob, SupernetJob, train_on_ray
         from nas.ray_common import recipe_config
 
