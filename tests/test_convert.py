@@ -18,7 +18,7 @@ from hrnas.commands import convert as convert_command
 from hrnas.commands.convert import mmpose_config
 from search_space.genome import Genome
 from search_space.presets import load_preset
-from tests.test_checkpoint_equivalence import official_state, relative_error
+from tests.test_checkpoint_equivalence import PRESETS, official_state, relative_error
 from tests.test_published_checkpoints import one_error_line
 
 CONVERTED = Path(__file__).parent / "data" / "official" / "converted"
@@ -42,7 +42,7 @@ def test_a_converted_genome_runs_in_the_official_code_as_in_hrnas(case):
     assert relative_error(output, np.load(CONVERTED / f"{case}.output.npy")) <= 1e-6
 
 
-@pytest.mark.parametrize("preset", ["litehrnet-18", "ditehrnet-18", "hrnet-w32"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_published_to_hrnas_and_back_tensor_for_tensor(preset, tmp_path, capsys):
     state = official_state(preset)
     published = tmp_path / "published.pth"
