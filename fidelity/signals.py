@@ -7,8 +7,11 @@ cost enters as it is: "bigger is better"). Kinds:
 - `proxy`: zero-cost proxies at initialisation (`fidelity.proxies`), two seeds;
 - `trained`: the genome's own short training, final-epoch AP: the search's trial recipe cut to k epochs
   (`trials-k`) or the `train` recipe (`train-12`); run as Ray trials by `nas.signals_run`;
-- `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults (3 epochs, or N for
-  `one-shot-<N>ep`), scored as `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval).
+- `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults, scored as
+  `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval). Variants (on the subset) are named by
+  what they change, in this order: `one-shot-<N>ep` (a supernet of N epochs), `-init` (its shared weights started
+  from the truth's kept checkpoint of its largest genome), `-cal<C>` (C calibration images), `-ft<S>` (S steps of
+  per-genome fine-tuning before calibration), e.g. `one-shot-12ep-init-cal1024-ft20`.
 Expensive signals (`subset`) are computed on a subset of the truth's genomes spread over their FLOPs.
 """
 
@@ -38,6 +41,21 @@ class SignalSpec:
     seeds: tuple[int, ...] = (0,)
     base: str = ""  # trained: "trial" (the search's trial recipe) or "train" (hrnas train's)
     epochs: int = 0  # trained: epochs of its recipe; one-shot: the supernet's
+    one_shot: OneShotVariant | None = None  # one-shot: how its supernet is trained and its genomes scored
+
+
+@dataclass(frozen=True)
+class OneShotVariant:
+    """A one-shot signal's supernet training and scoring settings (None: `hrnas supernet train`'s default)."""
+
+    epochs: int = 0  # 0: the default length
+    init: bool = False  # shared weights from the truth's kept checkpoint of its largest genome
+    calibration: int | None = None
+    finetune_steps: int = 0
+
+    def supernet_folder(self) -> str:
+        """The folder name of the supernet this variant trains (variants differing only in scoring share one)."""
+        return f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep" + ("-init" if self.init else "")
 
 
 SIGNALS: dict[str, SignalSpec] = {
@@ -52,20 +70,27 @@ SIGNALS: dict[str, SignalSpec] = {
         SignalSpec("trials-2", "trained", subset=True, base="trial", epochs=2),
         SignalSpec("trials-4", "trained", subset=True, base="trial", epochs=4),
         SignalSpec("train-12", "trained", subset=True, base="train", epochs=Recipe().epochs),
-        SignalSpec("one-shot", "one-shot", epochs=DEFAULT_SUPERNET_EPOCHS),
+        SignalSpec("one-shot", "one-shot", epochs=DEFAULT_SUPERNET_EPOCHS, one_shot=OneShotVariant()),
     ]
 }
-ONE_SHOT_LENGTH = re.compile(r"one-shot-(\d+)ep")
+ONE_SHOT_VARIANT = re.compile(
+    r"one-shot(?:-(?P<epochs>\d+)ep)?(?P<init>-init)?(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
+)
+VARIANT_HELP = "one-shot[-<N>ep][-init][-cal<C>][-ft<S>]"
 
 
 def signal_spec(name: str) -> SignalSpec:
-    """The spec of a signal name (`one-shot-<N>ep`: a supernet of N epochs, on the subset); ValueError otherwise."""
+    """The spec of a signal name (a one-shot variant, `VARIANT_HELP`, is computed on the subset); ValueError
+    otherwise."""
     if name in SIGNALS:
         return SIGNALS[name]
-    match = ONE_SHOT_LENGTH.fullmatch(name)
-    if match and int(match.group(1)) > 0:
-        return SignalSpec(name, "one-shot", subset=True, epochs=int(match.group(1)))
-    raise ValueError(f"unknown signal {name!r}; choose from {', '.join(SIGNALS)} or one-shot-<N>ep")
+    match = ONE_SHOT_VARIANT.fullmatch(name)
+    numbers = {k: int(v) for k, v in (match.groupdict() if match else {}).items() if k != "init" and v is not None}
+    if match and all(v > 0 for v in numbers.values()):
+        variant = OneShotVariant(init=bool(match["init"]), **numbers)
+        epochs = variant.epochs or DEFAULT_SUPERNET_EPOCHS
+        return SignalSpec(name, "one-shot", subset=True, epochs=epochs, one_shot=variant)
+    raise ValueError(f"unknown signal {name!r}; choose from {', '.join(SIGNALS)} or {VARIANT_HELP}")
 
 
 def genomes_for(spec: SignalSpec, members: list[Member], subset: int = SUBSET) -> list[Member]:

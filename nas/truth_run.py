@@ -46,6 +46,20 @@ def slug(job: Job) -> str:
     return f"{job.member.preset or 'genome'}-s{job.seed}-{job.kind}-{digest}"
 
 
+def kept_checkpoint(folder: Path, genome: str) -> Path | None:
+    """The kept final checkpoint of `genome` (canonical line) under the run folder, a truth training's of seed 0
+    first; None if there is none yet."""
+
+    def rank(path: Path) -> tuple[bool, bool, str]:
+        return ("-truth-" not in path.name, "-s0-" not in path.name, path.name)
+
+    for path in sorted((folder / KEPT).glob("*.pt"), key=rank):
+        meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+        if meta.get("genome") == genome:
+            return path
+    return None
+
+
 def job_config(
     job: Job, folder: Path, data: str, device: str, code: str, keep: bool, signal: str | None = None
 ) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from pose.weights import save_model_weights
 from search_space.complexity import genome_complexity
 from search_space.genome import Genome
 from supernet.calibrate import DEFAULT_CALIBRATION, calibrate, calibration_images
+from supernet.finetune import Batch, finetune, finetune_batches
 from supernet.model import SuperNet
 
 FLOPS_CONVENTION = "torchstat"  # the convention and input `hrnas complexity --json` reports by default
@@ -33,6 +34,7 @@ class ScoringSet:
     val_set: TopDownDataset
     val_coco: object
     val_loader: torch.utils.data.DataLoader
+    finetune: list[Batch] = field(default_factory=list)  # a per-genome fine-tune's batches (none: no fine-tune)
 
 
 def scoring_set(
@@ -42,18 +44,22 @@ def scoring_set(
     seed: int | None = None,
     device: Device = CPU,
     loading: Loading = DEFAULT_LOADING,
+    finetune_steps: int = 0,
 ) -> ScoringSet:
     """Calibration images (seeded by `seed`, default the recipe's) and the validation loader at the recipe's
-    input, with `loading`'s workers and cache budgets for `device` as a training's validation has them."""
+    input, with `loading`'s workers and cache budgets for `device` as a training's validation has them; with
+    `finetune_steps`, the batches of a per-genome fine-tune of that many steps (`supernet.finetune`)."""
     workers = loading.worker_count(recipe.threads, device)
     cache = ImageCache(loading.image_share(workers, data.image_bytes))
-    images = calibration_images(data, recipe, calibration, recipe.seed if seed is None else seed, cache)
+    seed = recipe.seed if seed is None else seed
+    images = calibration_images(data, recipe, calibration, seed, cache)
     crops = CropCache(loading.crop_share(workers, data.crop_bytes(recipe.input_hw)))
     val_set = TopDownDataset(data.val, recipe.input_hw, False, cache=cache, sigma=recipe.sigma, crops=crops)
     val_loader = make_loader(val_set, EpochSampler(len(val_set), shuffle=False), EVAL_BATCH, workers, device)
     if workers:
         iter(val_loader)  # the workers started now, while this process is small (as pose.train's validation)
-    return ScoringSet(images.to(device.device), val_set, data.val_coco, val_loader)
+    tuning = finetune_batches(data, recipe, finetune_steps, seed) if finetune_steps else []
+    return ScoringSet(images.to(device.device), val_set, data.val_coco, val_loader, tuning)
 
 
 def score(
@@ -75,6 +81,8 @@ def score(
     recipe = recipe or Recipe()
     prepared = prepared or scoring_set(data, recipe, calibration, device=device)
     model = prepare_for_training(supernet.extract(genome).to(device.device), fast=device.fast)
+    if prepared.finetune:
+        finetune(model, prepared.finetune, recipe, device)
     calibrate(model, prepared.images, device)
     if save is not None:
         save_model_weights(save, model, genome, {"from": "supernet", "calibration": len(prepared.images)})
@@ -88,5 +96,6 @@ def score(
         "params": complexity.params,
         "convention": FLOPS_CONVENTION,
         "calibration": len(prepared.images),
+        "finetune_steps": len(prepared.finetune),
         "genome": genome.canonical_line(),
     }

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from blocks.network import PoseNet
 from fidelity.proxies import PROXIES, proxy_batch, proxy_score
-from fidelity.signals import SIGNALS, signal_spec
+from fidelity.signals import SIGNALS, OneShotVariant, signal_spec
 from fidelity.truth import Plan, append, lines_of, read_sample
 from hrnas.commands.bench import build_parser as truth_parser
 from hrnas.commands.bench import truth_recipe
@@ -46,8 +47,25 @@ def test_signal_names_are_a_registry_with_one_shot_lengths():
     assert {"flops", "params", "latency", "latency-measured", "one-shot", "synflow", "naswot", "grad-norm", "snip",
             "trials-1", "trials-2", "trials-4", "train-12"} <= set(SIGNALS)  # fmt: skip
     assert signal_spec("one-shot-6ep").epochs == 6 and signal_spec("one-shot-6ep").subset
+    variant = signal_spec("one-shot-12ep-init-cal1024-ft20")
+    assert (variant.epochs, variant.one_shot) == (12, OneShotVariant(12, True, 1024, 20))
+    assert variant.one_shot.supernet_folder() == "supernet-12ep-init" and variant.subset
+    assert (
+        signal_spec("one-shot-cal64").one_shot.supernet_folder() == signal_spec("one-shot").one_shot.supernet_folder()
+    )
+    for wrong in ("one-shot-0ep", "one-shot-ft0", "one-shot-cal4-6ep", "one-shot-ep"):
+        with pytest.raises(ValueError, match="one-shot\\[-<N>ep\\]"):
+            signal_spec(wrong)
     with pytest.raises(ValueError, match="unknown signal 'zen'"):
         signal_spec("zen")
+
+
+def keep_checkpoint(truth_folder: Path, genome: Genome) -> Path:
+    """A kept final checkpoint of `genome` as `hrnas bench truth` leaves one (seeded weights, not trained)."""
+    from pose.weights import save_model_weights
+
+    path = truth_folder / "checkpoints" / "genome-s0-truth-0123456789ab.pt"
+    return save_model_weights(path, PoseNet(genome.resolve()), genome)
 
 
 def environment(tmp_path, ray_address: str) -> dict:
@@ -94,13 +112,22 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     tiny = ["--space", str(space), "--max-steps", "2"]
     # the signals score on the truth's data: coco-mini (14 people to score instead of the synthetic default's 298)
     assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == MINI_DATA
-    signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep"]
+    # one-shot variants: another calibration count and a fine-tune share the 1-epoch supernet; `-init` trains its own
+    # from the truth's kept checkpoint of its largest genome (here one of seeded weights)
+    variants = ["one-shot-1ep-cal4-ft2", "one-shot-1ep-init"]
+    signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep", *variants]
+    largest = max(read_sample(truth).members, key=lambda m: m.flops).genome
+    kept = keep_checkpoint(tmp_path / "truth-run", Genome.from_canonical(largest))
     run = ["bench", "signals", "--truth", str(truth), *tiny, "--subset", "5", "--folder", str(tmp_path / "signals")]
+    run += ["--truth-folder", str(tmp_path / "truth-run")]
     hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))
     lines = [json.loads(t) for t in (tmp_path / "signals.jsonl").read_text().splitlines()]
     counts = {s: sum(d["signal"] == s for d in lines) for s in signals}
     assert counts == {"flops": 5, "synflow": 10, "naswot": 10, "grad-norm": 10, "snip": 10, "trials-1": 5,
-                      "one-shot-1ep": 5}  # fmt: skip
+                      "one-shot-1ep": 5, "one-shot-1ep-cal4-ft2": 5, "one-shot-1ep-init": 5}  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "signals").glob("supernet-*")) == ["supernet-1ep", "supernet-1ep-init"]
+    init_arch = Genome.from_file(tmp_path / "signals" / "supernet-1ep-init" / "init-arch.yaml")
+    assert init_arch.canonical_line() == largest and kept.is_file()
     assert all(set(d) == {"signal", "genome", "seed", "score", "cpu_seconds"} for d in lines)
     again = hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))  # nothing computed twice
     assert len((tmp_path / "signals.jsonl").read_text().splitlines()) == len(lines)

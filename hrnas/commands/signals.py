@@ -5,7 +5,7 @@ hrnas bench signals --truth bench/truth.jsonl --signal synflow --signal naswot  
 hrnas bench signals --truth bench/truth.jsonl --signal trials-1 --signal one-shot-6ep --subset 12
 
 Cheap signals (counts, predicted latency, zero-cost proxies, one-shot scores) are computed on every genome of the
-truth's sample; expensive ones (`latency-measured`, `trials-k`, `train-12`, `one-shot-<N>ep`) on `--subset`
+truth's sample; expensive ones (`latency-measured`, `trials-k`, `train-12`, the one-shot variants) on `--subset`
 genomes spread over its FLOPs. A (signal, genome, seed) the file holds is not computed again. Trained signals run
 as Ray trials (a training in flight resumes from its last epoch in `--folder`); supernets train once into
 `--folder` and are reused.
@@ -44,6 +44,8 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=int, default=1, help="CPUs of each computation or training (default 1)")
     p.add_argument("--device", default="cpu", help="where trained signals train (cpu, cuda, auto)")
     p.add_argument("--folder", default="runs/signals", help="trainings in flight, supernets, the latency table")
+    p.add_argument("--truth-folder", default="runs/truth", help="the truth's --folder, whose kept checkpoint of its "
+                   "largest genome starts the supernets of `-init` variants (default runs/truth)")  # fmt: skip
     add_address_argument(p, "the trained signals")
     p.add_argument(
         "--max-steps",
@@ -139,22 +141,42 @@ def run_trained(spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, arg
     return run(jobs, out.resolve(), place, set(), signal=spec.name)
 
 
-def run_one_shot(spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, args, context: Context) -> None:
-    """Train (or reuse) a supernet of `spec.epochs` with `hrnas supernet train`'s defaults, then score each genome
-    as a one-shot search does; the training's CPU is shared by the `ONE_SHOT_SCORES` genomes a search scores."""
+def warm_start(truth_folder: Path, members: list[Member], folder: Path) -> list[str]:
+    """`supernet train` options that start it from the truth's kept checkpoint of its largest genome."""
+    from nas.truth_run import kept_checkpoint
+
+    largest = max(members, key=lambda m: m.flops)
+    checkpoint = kept_checkpoint(truth_folder, largest.genome)
+    if checkpoint is None:
+        raise TruthError(f"-init: no kept checkpoint of the truth's largest genome ({largest.genome}) under "
+                         f"--truth-folder {truth_folder}; run `hrnas bench truth` until it has trained it")  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "init-arch.yaml").write_text(Genome.from_canonical(largest.genome).to_yaml())
+    return ["--init-from", str(checkpoint), "--init-arch", str(folder / "init-arch.yaml")]
+
+
+def run_one_shot(
+    spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, args, context: Context, members: list[Member]
+) -> None:
+    """Train (or reuse) the supernet of the variant (`hrnas supernet train`'s defaults but for its length and warm
+    start), then score each genome as a one-shot search does, with the variant's calibration and fine-tune; the
+    training's CPU is shared by the `ONE_SHOT_SCORES` genomes a search scores."""
     from hrnas.cli import run_subcommand
     from supernet.calibrate import DEFAULT_CALIBRATION
     from supernet.score import score, scoring_set
     from supernet.training import CHECKPOINT, restore
 
-    folder = Path(args.folder).resolve() / f"supernet-{spec.epochs}ep"
+    variant = spec.one_shot
+    run_folder = Path(args.folder).resolve()
+    folder = run_folder / variant.supernet_folder()
     cost_file = folder / "train_cpu_seconds.json"
     if not (folder / "result.json").is_file():
+        init = warm_start(Path(args.truth_folder).resolve(), members, folder) if variant.init else []
         say(f"{spec.name}: training the supernet for {spec.epochs} epoch(s) into {folder}")
         before = resource.getrusage(resource.RUSAGE_SELF)
         code = run_subcommand("supernet", [
             "train", "--space", args.space, "--epochs", str(spec.epochs), "--out", str(folder), "--data",
-            context.data_text, "--threads", str(args.threads), "--storage", str(Path(args.folder).resolve()),
+            context.data_text, "--threads", str(args.threads), "--storage", str(run_folder), *init,
             *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
         ])  # fmt: skip
         if code != 0:
@@ -165,10 +187,11 @@ def run_one_shot(spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, ar
     shared = json.loads(cost_file.read_text())["cpu_seconds"] / ONE_SHOT_SCORES if cost_file.is_file() else 0.0
     supernet, _, recipe, _, _ = restore(folder / CHECKPOINT)
     recipe = replace(recipe, threads=args.threads)
-    prepared = scoring_set(context.data, recipe, DEFAULT_CALIBRATION)
+    calibration = variant.calibration or DEFAULT_CALIBRATION
+    prepared = scoring_set(context.data, recipe, calibration, finetune_steps=variant.finetune_steps)
     for index, (member, seed) in enumerate(todo, 1):
         genome = Genome.from_canonical(member.genome)
-        result, cpu = timed(lambda g=genome: score(supernet, g, context.data, recipe, DEFAULT_CALIBRATION,
+        result, cpu = timed(lambda g=genome: score(supernet, g, context.data, recipe, calibration,
                                                    prepared=prepared)["ap"])  # fmt: skip
         append(out, [line(spec.name, member.genome, seed, float(result), cpu + shared)])
         say(f"  {spec.name}: {index}/{len(todo)} genomes scored")
@@ -203,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 if failed:
                     raise TruthError(f"{spec.name}: {failed} training(s) failed; run the same command to retry them")
             elif spec.kind == "one-shot":
-                run_one_shot(spec, todo, out, args, context)
+                run_one_shot(spec, todo, out, args, context, members)
             else:
                 run_local(spec, todo, out, context)
         return {"signals": counts, "file": str(out)}
