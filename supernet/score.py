@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,20 @@ def scoring_set(
     return ScoringSet(images.to(device.device), val_set, data.val_coco, val_loader, tuning)
 
 
+class Clock:
+    """Wall seconds of each named step since the previous mark (`seconds`, with their `total`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"total": 0.0}
+        self.last = time.perf_counter()
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - self.last
+        self.seconds["total"] += now - self.last
+        self.last = now
+
+
 def score(
     supernet: SuperNet,
     genome: Genome,
@@ -74,22 +89,29 @@ def score(
 ) -> dict:
     """COCOeval stats (`ap`, `ap50`, ... as `pose.train.evaluate` gives them) of the genome's extracted network after
     BatchNorm recalibration on `calibration` training images, with its exact `flops` (torchstat, 256x192) and
-    `params` (the figures `hrnas complexity --json` prints) and its compact `genome`. Pass `prepared`
-    (`scoring_set`) to score many genomes on the same images without cropping them again; `recipe` defaults to
-    train.py's. `save`: also write the calibrated network there (`pose.weights.save_model_weights`)."""
+    `params` (the figures `hrnas complexity --json` prints), its compact `genome` and the wall `seconds` of each
+    step. Pass `prepared` (`scoring_set`) to score many genomes on the same images without cropping them again;
+    `recipe` defaults to train.py's. `save`: also write the calibrated network there
+    (`pose.weights.save_model_weights`)."""
     supernet.check(genome)
     recipe = recipe or Recipe()
     prepared = prepared or scoring_set(data, recipe, calibration, device=device)
+    clock = Clock()
     model = prepare_for_training(supernet.extract(genome).to(device.device), fast=device.fast)
+    clock.mark("extract")
     if prepared.finetune:
         finetune(model, prepared.finetune, recipe, device)
+        clock.mark("finetune")
     calibrate(model, prepared.images, device)
+    clock.mark("calibrate")
     if save is not None:
         save_model_weights(save, model, genome, {"from": "supernet", "calibration": len(prepared.images)})
     fold_batch_norms(model)  # the same function, 6-18% faster on one CPU thread (blocks.fusion)
     scoring = (recipe.flip_test, recipe.loss, recipe.decode)
     stats = evaluate(model, prepared.val_set, prepared.val_coco, *scoring, device=device, loader=prepared.val_loader)
+    clock.mark("evaluate")
     complexity = genome_complexity(genome, FLOPS_INPUT_HW, supernet.joints)
+    clock.mark("other")
     return {
         **stats,
         "flops": complexity.flops[FLOPS_CONVENTION],
@@ -98,4 +120,5 @@ def score(
         "calibration": len(prepared.images),
         "finetune_steps": len(prepared.finetune),
         "genome": genome.canonical_line(),
+        "seconds": clock.seconds,
     }

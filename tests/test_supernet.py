@@ -222,7 +222,10 @@ def test_score_is_deterministic_and_counts_exactly(tiny_space, tiny_supernet, mi
     prepared = scoring_set(mini_data, RECIPE, 8)
     first = score(tiny_supernet, genome, mini_data, RECIPE, 8)
     second = score(tiny_supernet, genome, mini_data, RECIPE, 8, prepared=prepared)
+    clocks = first.pop("seconds"), second.pop("seconds")  # the wall time of each step: measured, not deterministic
     assert first == second
+    assert all(set(c) == {"extract", "calibrate", "evaluate", "other", "total"} for c in clocks)
+    assert all(c["total"] == pytest.approx(sum(v for k, v in c.items() if k != "total")) for c in clocks)
     complexity = genome_complexity(genome)
     assert first["flops"] == complexity.flops["torchstat"] and first["params"] == complexity.params
     assert first["genome"] == genome.canonical_line() and 0 <= first["ap"] <= 1 and first["calibration"] == 8
