@@ -10,8 +10,10 @@ cost enters as it is: "bigger is better"). Kinds:
 - `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults, scored as
   `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval). Variants (on the subset) are named by
   what they change, in this order: `one-shot-<N>ep` (a supernet of N epochs), `-init` (its shared weights started
-  from the truth's kept checkpoint of its largest genome), `-cal<C>` (C calibration images), `-ft<S>` (S steps of
-  per-genome fine-tuning before calibration), e.g. `one-shot-12ep-init-cal1024-ft20`.
+  from the truth's kept checkpoint of its largest genome), `-split-<gene>` (few-shot NAS: one sub-supernet, with
+  weights of its own, per value the space gives the gene; a genome is scored by the one whose space holds it),
+  `-cal<C>` (C calibration images), `-ft<S>` (S steps of per-genome fine-tuning before calibration), e.g.
+  `one-shot-12ep-init-cal1024-ft20` or `one-shot-6ep-split-stem`.
 Expensive signals (`subset`) are computed on a subset of the truth's genomes spread over their FLOPs.
 """
 
@@ -22,10 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
 from fidelity.proxies import PROXIES, Batch, proxy_score
 from fidelity.sample import Member, spread
 from pose.train import Recipe
 from search_space.complexity import genome_complexity
+from search_space.genes import GENES
 from search_space.genome import Genome
 
 SUBSET = 12  # genomes an expensive signal is computed on
@@ -52,10 +57,28 @@ class OneShotVariant:
     init: bool = False  # shared weights from the truth's kept checkpoint of its largest genome
     calibration: int | None = None
     finetune_steps: int = 0
+    split: str | None = None  # few-shot: a sub-supernet per value of this gene
 
     def supernet_folder(self) -> str:
-        """The folder name of the supernet this variant trains (variants differing only in scoring share one)."""
-        return f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep" + ("-init" if self.init else "")
+        """The folder name of the supernet(s) this variant trains (variants differing only in scoring share it)."""
+        name = f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep" + ("-init" if self.init else "")
+        return name + (f"-split-{self.split}" if self.split else "")
+
+
+def split_spaces(text: str, gene: str) -> list[str]:
+    """A space file's text as one sub-space per value of `gene` (few-shot NAS), each named `<name>-<gene><i>`;
+    ValueError if the space does not choose that gene."""
+    body = yaml.safe_load(text)
+    values = (body.get("genes") or {}).get(gene)
+    if not isinstance(values, list) or len(values) < 2:
+        raise ValueError(f"-split-{gene}: the space does not choose {gene} (it needs two values or more to split)")
+    name = body.get("name", "space")
+    return [
+        yaml.safe_dump(
+            {**body, "name": f"{name}-{gene}{i}", "genes": {**body["genes"], gene: [value]}}, sort_keys=False
+        )
+        for i, value in enumerate(values)
+    ]
 
 
 SIGNALS: dict[str, SignalSpec] = {
@@ -74,9 +97,10 @@ SIGNALS: dict[str, SignalSpec] = {
     ]
 }
 ONE_SHOT_VARIANT = re.compile(
-    r"one-shot(?:-(?P<epochs>\d+)ep)?(?P<init>-init)?(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
+    r"one-shot(?:-(?P<epochs>\d+)ep)?(?P<init>-init)?(?:-split-(?P<split>[a-z_]+))?"
+    r"(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
 )
-VARIANT_HELP = "one-shot[-<N>ep][-init][-cal<C>][-ft<S>]"
+VARIANT_HELP = "one-shot[-<N>ep][-init][-split-<gene>][-cal<C>][-ft<S>]"
 
 
 def signal_spec(name: str) -> SignalSpec:
@@ -85,9 +109,10 @@ def signal_spec(name: str) -> SignalSpec:
     if name in SIGNALS:
         return SIGNALS[name]
     match = ONE_SHOT_VARIANT.fullmatch(name)
-    numbers = {k: int(v) for k, v in (match.groupdict() if match else {}).items() if k != "init" and v is not None}
-    if match and all(v > 0 for v in numbers.values()):
-        variant = OneShotVariant(init=bool(match["init"]), **numbers)
+    groups = match.groupdict() if match else {}
+    numbers = {k: int(v) for k, v in groups.items() if k not in ("init", "split") and v is not None}
+    if match and all(v > 0 for v in numbers.values()) and (groups["split"] is None or groups["split"] in GENES):
+        variant = OneShotVariant(init=bool(match["init"]), split=groups["split"], **numbers)
         epochs = variant.epochs or DEFAULT_SUPERNET_EPOCHS
         return SignalSpec(name, "one-shot", subset=True, epochs=epochs, one_shot=variant)
     raise ValueError(f"unknown signal {name!r}; choose from {', '.join(SIGNALS)} or {VARIANT_HELP}")

@@ -10,15 +10,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from blocks.network import PoseNet
 from fidelity.proxies import PROXIES, proxy_batch, proxy_score
-from fidelity.signals import SIGNALS, OneShotVariant, signal_spec
+from fidelity.signals import SIGNALS, OneShotVariant, signal_spec, split_spaces
 from fidelity.truth import Plan, append, lines_of, read_sample
 from hrnas.commands.bench import build_parser as truth_parser
 from hrnas.commands.bench import truth_recipe
 from pose.train import Recipe, load_data
 from search_space.genome import Genome
+from search_space.space import SearchSpace
 from tests.scripts import run_script
 from tests.test_search import MINI_DATA
 
@@ -53,11 +55,30 @@ def test_signal_names_are_a_registry_with_one_shot_lengths():
     assert (
         signal_spec("one-shot-cal64").one_shot.supernet_folder() == signal_spec("one-shot").one_shot.supernet_folder()
     )
-    for wrong in ("one-shot-0ep", "one-shot-ft0", "one-shot-cal4-6ep", "one-shot-ep"):
+    split = signal_spec("one-shot-6ep-split-stem-ft5").one_shot
+    assert (split.split, split.finetune_steps, split.supernet_folder()) == ("stem", 5, "supernet-6ep-split-stem")
+    for wrong in ("one-shot-0ep", "one-shot-ft0", "one-shot-cal4-6ep", "one-shot-ep", "one-shot-split-colour"):
         with pytest.raises(ValueError, match="one-shot\\[-<N>ep\\]"):
             signal_spec(wrong)
     with pytest.raises(ValueError, match="unknown signal 'zen'"):
         signal_spec("zen")
+
+
+def test_a_few_shot_split_is_a_sub_space_per_value_of_the_gene():
+    hybrid = "{stages: [shuffle, weighting, weighting]}"
+    text = f"name: s\nbase: litehrnet-18\ngenes: {{width: [30, 40], block: [shuffle, weighting, {hybrid}]}}\n"
+    parts = [yaml.safe_load(t) for t in split_spaces(text, "block")]
+    assert [p["name"] for p in parts] == ["s-block0", "s-block1", "s-block2"]
+    assert [p["genes"]["block"] for p in parts] == [
+        ["shuffle"],
+        ["weighting"],
+        [{"stages": ["shuffle", "weighting", "weighting"]}],
+    ]
+    assert all(p["genes"]["width"] == [30, 40] for p in parts)
+    spaces = [SearchSpace.from_dict(p) for p in parts]
+    assert sum(s.size() for s in spaces) == SearchSpace.from_dict(yaml.safe_load(text)).size()
+    with pytest.raises(ValueError, match="does not choose stem"):
+        split_spaces(text, "stem")
 
 
 def keep_checkpoint(truth_folder: Path, genome: Genome) -> Path:
@@ -114,7 +135,7 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == MINI_DATA
     # one-shot variants: another calibration count and a fine-tune share the 1-epoch supernet; `-init` trains its own
     # from the truth's kept checkpoint of its largest genome (here one of seeded weights)
-    variants = ["one-shot-1ep-cal4-ft2", "one-shot-1ep-init"]
+    variants = ["one-shot-1ep-cal4-ft2", "one-shot-1ep-init", "one-shot-1ep-split-block"]
     signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep", *variants]
     largest = max(read_sample(truth).members, key=lambda m: m.flops).genome
     kept = keep_checkpoint(tmp_path / "truth-run", Genome.from_canonical(largest))
@@ -124,8 +145,12 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     lines = [json.loads(t) for t in (tmp_path / "signals.jsonl").read_text().splitlines()]
     counts = {s: sum(d["signal"] == s for d in lines) for s in signals}
     assert counts == {"flops": 5, "synflow": 10, "naswot": 10, "grad-norm": 10, "snip": 10, "trials-1": 5,
-                      "one-shot-1ep": 5, "one-shot-1ep-cal4-ft2": 5, "one-shot-1ep-init": 5}  # fmt: skip
-    assert sorted(p.name for p in (tmp_path / "signals").glob("supernet-*")) == ["supernet-1ep", "supernet-1ep-init"]
+                      "one-shot-1ep": 5, "one-shot-1ep-cal4-ft2": 5, "one-shot-1ep-init": 5,
+                      "one-shot-1ep-split-block": 5}  # fmt: skip
+    folders = sorted(p.name for p in (tmp_path / "signals").glob("supernet-*"))
+    assert folders == ["supernet-1ep", "supernet-1ep-init", "supernet-1ep-split-block"]
+    split = tmp_path / "signals" / "supernet-1ep-split-block"
+    assert all((split / str(i) / "result.json").is_file() for i in (0, 1))  # a sub-supernet per block value
     init_arch = Genome.from_file(tmp_path / "signals" / "supernet-1ep-init" / "init-arch.yaml")
     assert init_arch.canonical_line() == largest and kept.is_file()
     assert all(set(d) == {"signal", "genome", "seed", "score", "cpu_seconds"} for d in lines)

@@ -22,7 +22,18 @@ from pathlib import Path
 from fidelity.proxies import proxy_batch
 from fidelity.report import default_signals_file
 from fidelity.sample import Member
-from fidelity.signals import ONE_SHOT_SCORES, SIGNALS, SignalSpec, counted, genomes_for, line, proxy, signal_spec, timed
+from fidelity.signals import (
+    ONE_SHOT_SCORES,
+    SIGNALS,
+    SignalSpec,
+    counted,
+    genomes_for,
+    line,
+    proxy,
+    signal_spec,
+    split_spaces,
+    timed,
+)
 from fidelity.truth import Job, TruthError, TruthRecipe, append, read_lines, read_sample, sample_file
 from hrnas.commands.trial_options import add_address_argument
 from hrnas.errors import Parser, run_command
@@ -155,46 +166,81 @@ def warm_start(truth_folder: Path, members: list[Member], folder: Path) -> list[
     return ["--init-from", str(checkpoint), "--init-arch", str(folder / "init-arch.yaml")]
 
 
-def run_one_shot(
-    spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, args, context: Context, members: list[Member]
-) -> None:
-    """Train (or reuse) the supernet of the variant (`hrnas supernet train`'s defaults but for its length and warm
-    start), then score each genome as a one-shot search does, with the variant's calibration and fine-tune; the
-    training's CPU is shared by the `ONE_SHOT_SCORES` genomes a search scores."""
+def train_variant(spec: SignalSpec, args, context: Context, members: list[Member]) -> tuple[list[Path], float]:
+    """The variant's supernet folders (one, or one per value of its split gene), each trained by `hrnas supernet
+    train` unless done, and their training CPU-seconds."""
     from hrnas.cli import run_subcommand
-    from supernet.calibrate import DEFAULT_CALIBRATION
-    from supernet.score import score, scoring_set
-    from supernet.training import CHECKPOINT, restore
 
     variant = spec.one_shot
     run_folder = Path(args.folder).resolve()
     folder = run_folder / variant.supernet_folder()
-    cost_file = folder / "train_cpu_seconds.json"
-    if not (folder / "result.json").is_file():
-        init = warm_start(Path(args.truth_folder).resolve(), members, folder) if variant.init else []
-        say(f"{spec.name}: training the supernet for {spec.epochs} epoch(s) into {folder}")
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        code = run_subcommand("supernet", [
-            "train", "--space", args.space, "--epochs", str(spec.epochs), "--out", str(folder), "--data",
-            context.data_text, "--threads", str(args.threads), "--storage", str(run_folder), *init,
-            *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
-        ])  # fmt: skip
-        if code != 0:
-            raise TruthError(f"{spec.name}: the supernet training failed (exit {code}); its output says why")
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        cost_file.write_text(json.dumps({"cpu_seconds": cpu}))
-    shared = json.loads(cost_file.read_text())["cpu_seconds"] / ONE_SHOT_SCORES if cost_file.is_file() else 0.0
-    supernet, _, recipe, _, _ = restore(folder / CHECKPOINT)
-    recipe = replace(recipe, threads=args.threads)
-    calibration = variant.calibration or DEFAULT_CALIBRATION
-    prepared = scoring_set(context.data, recipe, calibration, finetune_steps=variant.finetune_steps)
+    spaces = [(folder, Path(args.space))]
+    if variant.split:
+        try:
+            texts = split_spaces(Path(args.space).read_text(), variant.split)
+        except ValueError as exc:
+            raise TruthError(f"{spec.name}: {exc}") from None
+        spaces = [(folder / str(i), folder / str(i) / "space.yaml") for i in range(len(texts))]
+        for (_, path), text in zip(spaces, texts, strict=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    cpu_seconds = 0.0
+    for out, space in spaces:
+        cost_file = out / "train_cpu_seconds.json"
+        if not (out / "result.json").is_file():
+            init = warm_start(Path(args.truth_folder).resolve(), members, out) if variant.init else []
+            say(f"{spec.name}: training the supernet of {space} for {spec.epochs} epoch(s) into {out}")
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            code = run_subcommand("supernet", [
+                "train", "--space", str(space), "--epochs", str(spec.epochs), "--out", str(out), "--data",
+                context.data_text, "--threads", str(args.threads), "--storage", str(run_folder), *init,
+                *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
+            ])  # fmt: skip
+            if code != 0:
+                raise TruthError(f"{spec.name}: the supernet training failed (exit {code}); its output says why")
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            cost = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            cost_file.write_text(json.dumps({"cpu_seconds": cost}))
+        cpu_seconds += json.loads(cost_file.read_text())["cpu_seconds"] if cost_file.is_file() else 0.0
+    return [out for out, _ in spaces], cpu_seconds
+
+
+def run_one_shot(
+    spec: SignalSpec, todo: list[tuple[Member, int]], out: Path, args, context: Context, members: list[Member]
+) -> None:
+    """Train (or reuse) the supernet(s) of the variant (`hrnas supernet train`'s defaults but for its length, warm
+    start and split), then score each genome as a one-shot search does, with the variant's calibration and
+    fine-tune, by the supernet whose space holds it; the training's CPU is shared by the `ONE_SHOT_SCORES` genomes a
+    search scores."""
+    from supernet.calibrate import DEFAULT_CALIBRATION
+    from supernet.score import score, scoring_set
+    from supernet.training import CHECKPOINT, restore
+
+    folders, cpu_seconds = train_variant(spec, args, context, members)
+    shared = cpu_seconds / ONE_SHOT_SCORES
+    restored = [restore(folder / CHECKPOINT) for folder in folders]
+    supernets = [supernet for supernet, *_ in restored]
+    recipe = replace(restored[0][2], threads=args.threads)
+    calibration = spec.one_shot.calibration or DEFAULT_CALIBRATION
+    prepared = scoring_set(context.data, recipe, calibration, finetune_steps=spec.one_shot.finetune_steps)
     for index, (member, seed) in enumerate(todo, 1):
         genome = Genome.from_canonical(member.genome)
-        result, cpu = timed(lambda g=genome: score(supernet, g, context.data, recipe, calibration,
-                                                   prepared=prepared)["ap"])  # fmt: skip
+        supernet = holder(supernets, genome, spec.name)
+        result, cpu = timed(lambda g=genome, s=supernet: score(s, g, context.data, recipe, calibration,
+                                                               prepared=prepared)["ap"])  # fmt: skip
         append(out, [line(spec.name, member.genome, seed, float(result), cpu + shared)])
         say(f"  {spec.name}: {index}/{len(todo)} genomes scored")
+
+
+def holder(supernets: list, genome: Genome, signal: str):
+    """The first supernet whose space holds `genome`."""
+    for supernet in supernets:
+        try:
+            supernet.check(genome)
+        except ValueError:
+            continue
+        return supernet
+    raise TruthError(f"{signal}: no supernet's space holds {genome.compact()}")
 
 
 def main(argv: list[str] | None = None) -> int:
