@@ -9,7 +9,8 @@ cost enters as it is: "bigger is better"). Kinds:
   (`trials-k`) or the `train` recipe (`train-12`); run as Ray trials by `nas.signals_run`;
 - `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults, scored as
   `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval). Variants (on the subset) are named by
-  what they change, in this order: `one-shot-<N>ep` (a supernet of N epochs), `-init` (its shared weights started
+  what they change, in this order: `one-shot-<N>ep` (a supernet of N epochs), `-ps<P>` (progressive shrinking in P
+  phases, `hrnas supernet train --progressive`), `-init` (its shared weights started
   from the truth's kept checkpoint of its largest genome), `-split-<gene>` (few-shot NAS: one sub-supernet, with
   weights of its own, per value the space gives the gene; a genome is scored by the one whose space holds it),
   `-cal<C>` (C calibration images), `-ft<S>` (S steps of per-genome fine-tuning before calibration), e.g.
@@ -58,10 +59,12 @@ class OneShotVariant:
     calibration: int | None = None
     finetune_steps: int = 0
     split: str | None = None  # few-shot: a sub-supernet per value of this gene
+    progressive: int = 1  # progressive shrinking in this many phases (`hrnas supernet train --progressive`)
 
     def supernet_folder(self) -> str:
         """The folder name of the supernet(s) this variant trains (variants differing only in scoring share it)."""
-        name = f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep" + ("-init" if self.init else "")
+        name = f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep"
+        name += (f"-ps{self.progressive}" if self.progressive > 1 else "") + ("-init" if self.init else "")
         return name + (f"-split-{self.split}" if self.split else "")
 
 
@@ -97,10 +100,10 @@ SIGNALS: dict[str, SignalSpec] = {
     ]
 }
 ONE_SHOT_VARIANT = re.compile(
-    r"one-shot(?:-(?P<epochs>\d+)ep)?(?P<init>-init)?(?:-split-(?P<split>[a-z_]+))?"
+    r"one-shot(?:-(?P<epochs>\d+)ep)?(?:-ps(?P<progressive>\d+))?(?P<init>-init)?(?:-split-(?P<split>[a-z_]+))?"
     r"(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
 )
-VARIANT_HELP = "one-shot[-<N>ep][-init][-split-<gene>][-cal<C>][-ft<S>]"
+VARIANT_HELP = "one-shot[-<N>ep][-ps<P>][-init][-split-<gene>][-cal<C>][-ft<S>]"
 
 
 def signal_spec(name: str) -> SignalSpec:

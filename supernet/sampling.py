@@ -32,6 +32,22 @@ class Candidates:
     def smallest(self) -> Genome:
         return self.genomes[min(range(len(self.flops)), key=self.flops.__getitem__)]
 
+    def top(self, fraction: float) -> Candidates:
+        """The largest `fraction` of the genomes by FLOPs (at least one), in their order."""
+        keep = max(1, round(fraction * len(self.genomes)))
+        threshold = sorted(self.flops, reverse=True)[keep - 1]
+        kept = [i for i, f in enumerate(self.flops) if f >= threshold]
+        return Candidates(tuple(self.genomes[i] for i in kept), tuple(self.flops[i] for i in kept))
+
+    def phase(self, phases: int, epoch: int, epochs: int) -> Candidates:
+        """Progressive shrinking (Once-for-All, adapted to a space of discrete genomes): `epochs` split into `phases`
+        of equal length; phase p (from 0) samples the largest (p + 1) / phases of the genomes by FLOPs, so the
+        supernet first trains its large members alone and the last phase trains them all."""
+        if phases <= 1:
+            return self
+        current = min(phases - 1, epoch * phases // max(1, epochs))
+        return self.top((current + 1) / phases)
+
     def sandwich(self, count: int, seed: int, epoch: int, step: int) -> list[Genome]:
         """The step's genomes: largest first (the teacher), then the smallest and `count` random ones."""
         rng = random.Random(f"{seed}/{epoch}/{step}")

@@ -83,6 +83,7 @@ class SupernetRecipe:
     # largest genomes (1.75 GFLOPs) would cost most of every step.
     budget: str | None = "0.5GFLOPs"
     calibration: int = DEFAULT_CALIBRATION  # BatchNorm calibration images when scoring after each epoch
+    progressive: int = 1  # progressive shrinking: phases of equal epochs, each sampling more of the small genomes
 
     def parsed_budget(self) -> Budget | None:
         return None if self.budget is None or self.budget == NO_BUDGET else parse_budget(self.budget)
@@ -111,11 +112,13 @@ def tracked_genomes(space: SearchSpace, pool: Candidates) -> dict[str, Genome]:
 
 
 def supernet_meta(source: SpaceSource, recipe: Recipe, options: SupernetRecipe) -> dict:
-    """What makes two supernet trainings the same, but for the data (checked before the data are loaded)."""
+    """What makes two supernet trainings the same, but for the data (checked before the data are loaded). Without
+    progressive shrinking the options read as before it existed, so earlier supernets resume and are reused."""
+    settings = {k: v for k, v in asdict(options).items() if not (k == "progressive" and v == 1)}
     return {
         "space": source.text,
         "recipe": json.dumps(asdict(recipe), sort_keys=True),
-        "supernet": json.dumps(asdict(options), sort_keys=True),
+        "supernet": json.dumps(settings, sort_keys=True),
     }
 
 
@@ -239,8 +242,10 @@ def train_supernet(
             step_losses, genomes = [], []
             coming = next_step(epoch, step, len(loader), recipe.epochs)
             if coming is not None:  # built in the background while this step computes
-                supernet.prefetch(pool.sandwich(options.sandwich, recipe.seed, *coming)[2:])
-            for k, genome in enumerate(pool.sandwich(options.sandwich, recipe.seed, epoch, step)):
+                sampled = pool.phase(options.progressive, coming[0], recipe.epochs)
+                supernet.prefetch(sampled.sandwich(options.sandwich, recipe.seed, *coming)[2:])
+            sampled = pool.phase(options.progressive, epoch, recipe.epochs)
+            for k, genome in enumerate(sampled.sandwich(options.sandwich, recipe.seed, epoch, step)):
                 with device.autocast():
                     output = supernet(genome, images).float()
                 loss = task.loss(output, targets, weights)

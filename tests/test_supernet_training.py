@@ -18,7 +18,7 @@ from pose.weights import load_model_weights
 from search_space.complexity import genome_complexity
 from search_space.presets import PRESETS, load_preset
 from search_space.space import DEFAULT_SPACE, SearchSpace
-from supernet.sampling import candidates
+from supernet.sampling import Candidates, candidates
 from supernet.training import (
     CHECKPOINT,
     SpaceSource,
@@ -84,6 +84,23 @@ def test_the_sandwich_is_largest_smallest_and_seeded_random_genomes(tiny):
     budget = candidates(tiny.space, replace(OPTIONS, budget="40M").parsed_budget())
     assert 0 < len(budget.genomes) < len(pool.genomes) and max(budget.flops) <= 40 * 2**20
     assert max(budget.flops) < max(pool.flops)
+
+
+def test_progressive_shrinking_samples_the_large_genomes_first(tiny, mini_data, monkeypatch):
+    pool = candidates(tiny.space)  # 20 genomes
+    phases = [pool.phase(3, epoch, 6) for epoch in range(6)]
+    assert [len(p.genomes) for p in phases] == [7, 7, 13, 13, 20, 20]
+    assert all(p.largest == pool.largest for p in phases) and phases[-1] == pool and pool.phase(1, 0, 6) == pool
+    assert min(phases[0].flops) >= sorted(pool.flops, reverse=True)[6]  # the first phase: the largest third
+    assert phases[0].smallest != pool.smallest and pool.top(0.01).genomes == (pool.largest,)
+
+    sampled = []  # the pool each step drew from, by epoch
+    sandwich = Candidates.sandwich
+    monkeypatch.setattr(
+        Candidates, "sandwich", lambda self, *a: sampled.append((a[2], len(self.genomes))) or sandwich(self, *a)
+    )
+    train_supernet(tiny, mini_data, replace(RECIPE, epochs=2, max_steps=1), replace(OPTIONS, progressive=2), quiet=True)
+    assert set(sampled) == {(0, 10), (1, 20)}  # epoch 1 of 2 samples the larger half, epoch 2 all
 
 
 def test_distillation_terms_vanish_only_at_the_teacher():

@@ -79,6 +79,9 @@ def build_parser() -> Parser:
     train.add_argument("--sandwich", type=int, default=DEFAULT_OPTIONS.sandwich,
                        help="random genomes per step besides the largest and the smallest "
                        f"(default {DEFAULT_OPTIONS.sandwich})")  # fmt: skip
+    train.add_argument("--progressive", type=int, default=DEFAULT_OPTIONS.progressive, metavar="P",
+                       help="progressive shrinking: P phases of equal epochs, phase p sampling the largest p/P of the "
+                       "genomes by FLOPs (default 1: all of them from the start)")  # fmt: skip
     train.add_argument("--distill", choices=list(DISTILL), default="on",
                        help="in-place distillation from the largest subnet (default on)")  # fmt: skip
     train.add_argument("--budget", default=DEFAULT_OPTIONS.budget,
@@ -130,8 +133,10 @@ def supernet_recipe_from_args(args: argparse.Namespace) -> SupernetRecipe:
         raise ValueError(f"--calibration {args.calibration}: need at least one calibration image")
     if args.sandwich < 0:
         raise ValueError(f"--sandwich {args.sandwich}: the number of random genomes must be 0 or more")
+    if args.progressive < 1:
+        raise ValueError(f"--progressive {args.progressive}: the number of phases must be 1 (none) or more")
     budget = None if args.budget.lower() == NO_BUDGET else args.budget
-    return SupernetRecipe(args.sandwich, DISTILL[args.distill], budget, args.calibration)
+    return SupernetRecipe(args.sandwich, DISTILL[args.distill], budget, args.calibration, args.progressive)
 
 
 def check_init_options(args: argparse.Namespace) -> Genome | None:
