@@ -76,6 +76,7 @@ DITE_HRNET_CONFIGS = {
     "ditehrnet-18": "configs/top_down/dite_hrnet/coco/ditehrnet_18_coco_256x192.py",
     "ditehrnet-30": "configs/top_down/dite_hrnet/coco/ditehrnet_30_coco_256x192.py",
 }
+REPOSITORIES = {"LiteHRNet": "HRNet/Lite-HRNet", "DiteHRNet": "ZiyiZhang27/Dite-HRNet"}  # where each class is from
 MMPOSE_HRNET_CONFIG = "configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/hrnet_w32_coco_256x192.py"
 ORIGINAL_HRNET_CONFIG = "experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml"
 
@@ -94,6 +95,13 @@ class TopDown(torch.nn.Module):
         return self.keypoint_head.final_layer(self.backbone(x)[0])
 
 
+def one_key_per_line(fixture: dict) -> str:
+    """The fixture as JSON with one official key (and its shape) per line."""
+    head = json.dumps({k: v for k, v in fixture.items() if k != "keys"})[:-1]
+    keys = ",\n".join(json.dumps(entry) for entry in fixture["keys"])
+    return f'{head}, "keys": [\n{keys}\n]}}\n'
+
+
 def write_fixture(name: str, model: torch.nn.Module, source: str, notes: list[str], out: Path) -> None:
     """`<name>.keys.json` and `<name>.output.npy`: the model's keys and its float64 output with seeded weights."""
     from checkpoints.seeded import seeded_input, seeded_state
@@ -104,7 +112,7 @@ def write_fixture(name: str, model: torch.nn.Module, source: str, notes: list[st
     with torch.no_grad():
         output = model.eval()(seeded_input())
     fixture = {"preset": name.split(".")[0], "source": source, "notes": notes, "keys": keys}
-    (out / f"{name}.keys.json").write_text(json.dumps(fixture, indent=0))
+    (out / f"{name}.keys.json").write_text(one_key_per_line(fixture))
     np.save(out / f"{name}.output.npy", output.numpy())
     scale = output.abs().max().item()
     notes_text = "".join(f"; {n}" for n in notes)
@@ -135,7 +143,7 @@ def lite_family_fixtures(file: Path, cls: str, configs: dict[str, str], repo: Pa
             if head.in_channels == channels
             else [f"the config's keypoint_head.in_channels is {head.in_channels}; the backbone's output has {channels}"]
         )
-        source = f"{repo.name} {config}"
+        source = f"{REPOSITORIES[cls]} {config}"
         write_fixture(preset, TopDown(backbone, channels, head.out_channels), source, notes, out)
     return getattr(module, cls)
 
