@@ -255,7 +255,7 @@ def test_folded_batch_norms_compute_the_same_function(preset):
 def test_a_genome_with_other_values_of_its_inactive_genes_is_in_the_space(tiny_supernet, tmp_path):
     """`cross_ratio` and `within_ratio` change nothing on shuffle blocks: the genome is the space's, under any name
     (the supernet refused it as "not in the space"); a checkpoint written with the longer form still loads."""
-    from pose.weights import load_model_weights
+    from checkpoints.load import read_weights
 
     base = tiny_supernet.space.base.with_genes(
         {"width": 8, "modules": [1, 1, 1], "block": "shuffle", "cross": "none", "within": "none", "dsc_groups": 1,
@@ -267,5 +267,5 @@ def test_a_genome_with_other_values_of_its_inactive_genes_is_in_the_space(tiny_s
     model = tiny_supernet.extract(longer)
     path = tmp_path / "old.pt"
     torch.save({"model": model.state_dict(), "meta": {"genome": longer.compact()}}, path)
-    loaded = load_model_weights(path, Genome.from_compact(base.canonical_line()))
+    loaded = read_weights(path, Genome.from_compact(base.canonical_line())).renamed.state
     assert loaded.keys() == model.state_dict().keys()

@@ -10,11 +10,11 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from checkpoints.load import read_weights
 from hrnas.commands import complexity as complexity_command
 from hrnas.commands import supernet as supernet_command
 from pose.coco import parse_data
 from pose.train import Recipe, load_data
-from pose.weights import load_model_weights
 from search_space.complexity import genome_complexity
 from search_space.presets import PRESETS, load_preset
 from search_space.space import DEFAULT_SPACE, SearchSpace
@@ -190,7 +190,7 @@ def test_cli_trains_logs_one_mlflow_run_and_scores_a_genome(tiny, tmp_path, caps
     assert complexity_command.main(["--arch", "litehrnet-18", *genes, "--json"]) == 0
     counted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (scored["flops"], scored["params"]) == (counted["flops"], counted["params"])
-    weights = load_model_weights(saved, genome)
+    weights = read_weights(saved, genome).renamed.state
     assert (
         sum(v.numel() for k, v in weights.items() if "running" not in k and "num_batches" not in k) == scored["params"]
     )
