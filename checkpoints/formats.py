@@ -26,10 +26,8 @@ class Format:
 
     def to_hrnas(self, key: str, family: str) -> str | None:
         """The hrnas name of an official key, or None when the key is no part of the network hrnas builds."""
-        if self.head and key.startswith(self.head + "final_layer."):
+        if key.startswith(self.head + "final_layer."):
             return HEAD + key.removeprefix(self.head + "final_layer.")
-        if not self.head and key.startswith("final_layer."):
-            return HEAD + key.removeprefix("final_layer.")
         if key.startswith(self.backbone):
             return hrnas_key(key.removeprefix(self.backbone), family)
         return None

@@ -44,10 +44,13 @@ class Weights:
         state = self.renamed.state
         missing = [name for name in expected if name not in state]
         unexpected = [self.renamed.source[name] for name in state if name not in expected] + self.renamed.foreign
+        other_shape = [
+            name for name, value in state.items() if name in expected and value.shape != expected[name].shape
+        ]
+        source = self.renamed.source
         reshaped = [
-            f"{self.renamed.source[name]} {tuple(value.shape)} where the network has {tuple(expected[name].shape)}"
-            for name, value in state.items()
-            if name in expected and value.shape != expected[name].shape
+            f"{source[name]} {tuple(state[name].shape)} where the network has {tuple(expected[name].shape)}"
+            for name in other_shape
         ]
         if not partial and (missing or unexpected or reshaped):
             problems = [
@@ -56,8 +59,8 @@ class Weights:
                 if items
             ]
             raise CheckpointError(f"{self.option} {self.path} does not fit this network: {'; '.join(problems)}; {hint}")
-        fitting = {n: v for n, v in state.items() if n in expected and v.shape == expected[n].shape}
-        return Fitted(fitting, missing + [r.split(" ")[0] for r in reshaped], unexpected)
+        fitting = {n: v for n, v in state.items() if n in expected and n not in other_shape}
+        return Fitted(fitting, missing + other_shape, unexpected)
 
 
 @dataclass

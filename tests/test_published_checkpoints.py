@@ -103,7 +103,8 @@ def test_train_init_from_published_weights_and_partially_from_another_joint_coun
     tuned = json.loads(captured.out.strip().splitlines()[-1])
 
     head = {"keypoint_head.final_layer.weight": torch.randn(16, 40, 1, 1, dtype=torch.float64)}
-    sixteen = mmpose_file(tmp_path / "16", "litehrnet-18", **head) if (tmp_path / "16").mkdir() is None else None
+    (tmp_path / "16").mkdir()
+    sixteen = mmpose_file(tmp_path / "16", "litehrnet-18", **head)
     assert train_command.main([*args, "--init-from", str(sixteen)]) == 2
     assert "--allow-partial" in one_error_line(capsys)
     assert train_command.main([*args, "--init-from", str(sixteen), "--allow-partial"]) == 0

@@ -17,14 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from blocks.network import PoseNet
 from checkpoints.formats import FAMILY_TITLES, FORMATS, HEAD, family_of, to_official
 from checkpoints.load import read_weights
 from checkpoints.official_configs import CODE, backbone_config, head_config, inexpressible
 from hrnas.errors import Parser, run_command
 from hrnas.paths import check_writable
+from pose.weights import save_checkpoint, save_state
 from search_space.genome import Genome
 from search_space.presets import add_architecture_arguments, architecture_from_args
 
@@ -76,22 +75,16 @@ def convert(args: argparse.Namespace) -> None:
     state = {name: fitted.state[name] for name in expected}
     print(f"read {weights.describe()}; {fitted.describe()}")
     if args.to == "hrnas":
-        write_atomically(out, {"model": state, "meta": {"genome": genome.canonical_line()}})
+        save_state(out, state, genome)
         print(f"{out}: hrnas layout, {len(state)} tensors")
         return
     config = mmpose_config(genome, family, joints, args.to)
     official = to_official(state, args.to, family)
-    write_atomically(out, {"meta": {"hrnas_genome": genome.canonical_line(), "config": config}, "state_dict": official})
+    save_checkpoint(out, {"meta": {"hrnas_genome": genome.canonical_line(), "config": config}, "state_dict": official})
     config_path = out.with_name(out.name + ".config.py")
     config_path.write_text(config)
     title = f"{FORMATS[args.to].title} layout, {FAMILY_TITLES[family]} ({CODE[family]}) key names"
     print(f"{out}: {title}, {len(official)} tensors\n{config_path}: the model config that builds it")
-
-
-def write_atomically(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(content, tmp)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

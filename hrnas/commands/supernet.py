@@ -45,7 +45,7 @@ from pose.device import resolve_device
 from pose.loading import ALONE
 from pose.train import load_data
 from search_space.genome import Genome
-from search_space.presets import add_architecture_arguments, architecture_from_args
+from search_space.presets import add_architecture_arguments, architecture_from_args, load_architecture
 from search_space.space import DEFAULT_SPACE
 from supernet.calibrate import DEFAULT_CALIBRATION
 from supernet.sampling import candidates
@@ -149,14 +149,15 @@ def check_init_options(args: argparse.Namespace) -> Genome | None:
         raise ValueError("--init-from is for one-process supernet training; leave out --ddp to warm-start")
     if not Path(args.init_from).is_file():
         raise ValueError(f"--init-from {args.init_from}: no such file")
-    return architecture_from_args(argparse.Namespace(arch=args.init_arch, gene=[])) if args.init_arch else None
+    return load_architecture(args.init_arch) if args.init_arch else None
 
 
-def initial_member(args: argparse.Namespace, source: SpaceSource, pool, joints: int):
-    """The member genome and its checked weights for --init-from (strict: every tensor of that network)."""
+def initial_member(args: argparse.Namespace, init_arch: Genome | None, source: SpaceSource, pool, joints: int):
+    """The member genome (`init_arch`, else the largest sampled) and its checked weights for --init-from (strict:
+    every tensor of that network)."""
     if args.init_from is None:
         return None
-    member = check_init_options(args) or pool.largest
+    member = init_arch or pool.largest
     try:
         source.space.params_of(member)
     except ValueError as exc:
@@ -177,7 +178,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     loading = loading_from_args(args)
     device = device_from_args(args, recipe)
     ray_storage = ray_storage_from_args(args)
-    check_init_options(args)
+    init_arch = check_init_options(args)
     out = check_writable(Path(args.out), "--out", folder=True)
     data_source = parse_data(args.data, args.val)
     if (out / CHECKPOINT).is_file():  # another space, recipe or options: refused before the data are loaded
@@ -193,7 +194,7 @@ def train_command(args: argparse.Namespace, argv: list[str]) -> dict:
     data = load_data(data_source, detections=boxes, box_threshold=args.box_threshold)
     joints = len(data.train[0].keypoints)
     pool = candidates(source.space, options.parsed_budget(), joints)
-    initial = initial_member(args, source, pool, joints)
+    initial = initial_member(args, init_arch, source, pool, joints)
     print(f"data: {data.description}; {len(data.train)} train / {len(data.val)} val persons on {device.describe()}",
           file=sys.stderr)  # fmt: skip
     tracked = {name: genome.compact() for name, genome in tracked_genomes(source.space, pool).items()}
