@@ -68,6 +68,14 @@ def costs_of(lines: Iterable[dict]) -> dict[str, float]:
     return {s: float(np.mean(list(by.values()))) for s, by in per.items()}
 
 
+def one_off_costs_of(lines: Iterable[dict]) -> dict[str, float]:
+    """signal -> CPU-seconds paid once for all its genomes (a one-shot variant's supernet training; 0 for others)."""
+    costs: dict[str, float] = defaultdict(float)
+    for line in lines:
+        costs[line["signal"]] = max(costs[line["signal"]], float(line.get("one_off_cpu_seconds", 0.0)))
+    return dict(costs)
+
+
 def kendall(a: list[float], b: list[float]) -> float:
     """Kendall's tau-b; nan where it is undefined (fewer than two genomes, or a constant ranking)."""
     if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
@@ -132,6 +140,7 @@ class Fidelity:
     within_flops_tau: float
     within_flops_tau_ci: list[float]
     cpu_seconds_per_genome: float
+    one_off_cpu_seconds: float = 0.0  # paid once for all genomes (a supernet's training); its share is in the above
 
     def to_dict(self) -> dict:
         return finite(asdict(self))
@@ -149,7 +158,12 @@ def finite(value):
 
 
 def fidelity(
-    signal: str, truth: Mapping[str, TruthGenome], scores: Mapping[str, float], cost: float, edges: list[float]
+    signal: str,
+    truth: Mapping[str, TruthGenome],
+    scores: Mapping[str, float],
+    cost: float,
+    edges: list[float],
+    one_off: float = 0.0,
 ) -> Fidelity:
     """One signal against the truth over the genomes both hold (see the module's docstring)."""
     genomes = sorted(g for g in scores if g in truth)
@@ -176,6 +190,7 @@ def fidelity(
         within_flops_tau=within_bins(t, s, f, edges),
         within_flops_tau_ci=interval(withins),
         cpu_seconds_per_genome=cost,
+        one_off_cpu_seconds=one_off,
     )
 
 

@@ -17,6 +17,7 @@ from fidelity.metrics import (
     costs_of,
     fidelity,
     flops_edges,
+    one_off_costs_of,
     scores_of,
     seed_ceiling,
     truth_of,
@@ -84,7 +85,7 @@ def build(truth_file: Path, signals_file: Path | None, wanted: list[str] | None)
         signal_lines = []
     have = {line["signal"] for line in signal_lines}
     signal_lines += [line for line in counted_lines(lines) if line["signal"] not in have]
-    scores, costs = scores_of(signal_lines), costs_of(signal_lines)
+    scores, costs, one_off = scores_of(signal_lines), costs_of(signal_lines), one_off_costs_of(signal_lines)
     for name in wanted or []:
         if name not in scores:
             raise TruthError(f"{signals_file} has no lines of signal {name!r}: compute it with `hrnas bench signals "
@@ -92,7 +93,7 @@ def build(truth_file: Path, signals_file: Path | None, wanted: list[str] | None)
     truth = truth_of(lines)
     edges = flops_edges([row.flops for row in truth.values()])
     names = wanted or sorted(scores, key=lambda s: (costs[s], s))
-    rows = [fidelity(name, truth, scores[name], costs[name], edges) for name in names]
+    rows = [fidelity(name, truth, scores[name], costs[name], edges, one_off.get(name, 0.0)) for name in names]
     presets = {row.preset: row.ap for row in truth.values() if row.preset}
     return Report(truth_file, rows, seed_ceiling(truth), len(truth), recipe, presets)
 
@@ -101,16 +102,20 @@ def _ci(values: list[float]) -> str:
     return "[" + ", ".join("  nan" if math.isnan(v) else f"{v:+.2f}" for v in values) + "]"
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f}" if seconds else "-"
+
+
 def table(report: Report) -> str:
     head = (f"{'signal':<18} {'n':>3}  {'Kendall tau':<22} {'Spearman':>8}  {'within-FLOPs tau':<22} "
-            f"{'top-10%':>7} {'regret':>7} {'CPU s/genome':>12}")  # fmt: skip
+            f"{'top-10%':>7} {'regret':>7} {'CPU s/genome':>12} {'once, CPU-h':>11}")  # fmt: skip
     out = [f"fidelity against {report.truth_file} ({report.genomes} genomes, recipe {report.recipe})", head,
            "-" * len(head)]  # fmt: skip
     for r in report.rows:
         out.append(
             f"{r.signal:<18} {r.n:>3}  {r.kendall_tau:+.2f} {_ci(r.kendall_tau_ci):<16} {r.spearman:>+8.2f}  "
             f"{r.within_flops_tau:+.2f} {_ci(r.within_flops_tau_ci):<16} {r.top10_overlap:>7.2f} {r.regret:>7.3f} "
-            f"{r.cpu_seconds_per_genome:>12.1f}"
+            f"{r.cpu_seconds_per_genome:>12.1f} {_hours(r.one_off_cpu_seconds):>11}"
         )
     c = report.ceiling
     out.append(f"seed ceiling (seed 0 vs seed 1): Kendall tau {c.kendall_tau:+.2f} {_ci(c.kendall_tau_ci)} over {c.n} "

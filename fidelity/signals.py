@@ -125,8 +125,11 @@ def genomes_for(spec: SignalSpec, members: list[Member], subset: int = SUBSET) -
     return spread(members, subset) if spec.subset else list(members)
 
 
-def line(signal: str, genome: str, seed: int, score: float, cpu_seconds: float) -> dict:
-    return {"signal": signal, "genome": genome, "seed": seed, "score": score, "cpu_seconds": round(cpu_seconds, 3)}
+def line(signal: str, genome: str, seed: int, score: float, cpu_seconds: float, one_off: float | None = None) -> dict:
+    """A signal line; `one_off` is the CPU-seconds paid once for all genomes (a one-shot variant's supernet
+    training), of which `cpu_seconds` already holds this genome's share."""
+    row = {"signal": signal, "genome": genome, "seed": seed, "score": score, "cpu_seconds": round(cpu_seconds, 3)}
+    return row | ({} if one_off is None else {"one_off_cpu_seconds": round(one_off, 1)})
 
 
 def timed(compute: Callable[[], float]) -> tuple[float, float]:

@@ -76,6 +76,21 @@ def test_fidelity_agrees_with_scipy_on_the_jsonl(tmp_path, capsys):
         assert key in by["synflow"]
 
 
+def test_a_one_shot_signal_shows_its_supernet_training_as_a_cost_paid_once(tmp_path, capsys):
+    truth = write(tmp_path / "truth.jsonl", truth_lines())
+    shots = [{**d, "signal": "one-shot", "cpu_seconds": 9.0 + 7200 / 150, "one_off_cpu_seconds": 7200.0}
+             for d in signal_lines(truth_lines()) if d["seed"] == 0]  # fmt: skip
+    write(tmp_path / "signals.jsonl", signal_lines(truth_lines()) + shots)
+    code, out, err = run_script(capsys, "fidelity", "--truth", str(truth))
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("one-shot "))
+    assert row.split()[-2:] == ["57.0", "2.00"]  # CPU-s per genome (its share included), then CPU-hours once
+    assert next(line for line in out.splitlines() if line.startswith("synflow ")).split()[-1] == "-"
+    code, out, err = run_script(capsys, "fidelity", "--truth", str(truth), "--json")
+    by = {r["signal"]: r for r in json.loads(out.strip().splitlines()[-1]) if "signal" in r}
+    assert by["one-shot"]["one_off_cpu_seconds"] == 7200.0 and by["synflow"]["one_off_cpu_seconds"] == 0.0
+
+
 def test_within_bin_tau_is_the_pair_weighted_mean_over_flops_quintiles():
     flops = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     truth = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]

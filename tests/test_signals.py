@@ -14,7 +14,7 @@ import yaml
 
 from blocks.network import PoseNet
 from fidelity.proxies import PROXIES, proxy_batch, proxy_score
-from fidelity.signals import SIGNALS, OneShotVariant, signal_spec, split_spaces
+from fidelity.signals import ONE_SHOT_SCORES, SIGNALS, OneShotVariant, signal_spec, split_spaces
 from fidelity.truth import Plan, append, lines_of, read_sample
 from hrnas.commands.bench import build_parser as truth_parser
 from hrnas.commands.bench import truth_recipe
@@ -158,7 +158,13 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     assert restore(tmp_path / "signals" / "supernet-2ep-ps2" / CHECKPOINT)[3].progressive == 2
     init_arch = Genome.from_file(tmp_path / "signals" / "supernet-1ep-init" / "init-arch.yaml")
     assert init_arch.canonical_line() == largest and kept.is_file()
-    assert all(set(d) == {"signal", "genome", "seed", "score", "cpu_seconds"} for d in lines)
+    plain = {"signal", "genome", "seed", "score", "cpu_seconds"}
+    assert all(set(d) == plain for d in lines if not d["signal"].startswith("one-shot"))
+    # a one-shot line carries its supernet training's CPU (paid once), of which its cpu_seconds holds a share
+    one_shot = [d for d in lines if d["signal"].startswith("one-shot")]
+    assert all(set(d) == plain | {"one_off_cpu_seconds"} for d in one_shot)
+    assert all(d["one_off_cpu_seconds"] > 0 and d["cpu_seconds"] > d["one_off_cpu_seconds"] / ONE_SHOT_SCORES
+               for d in one_shot)  # fmt: skip
     again = hrnas(tmp_path, ray_head, *run, *(f"--signal={s}" for s in signals))  # nothing computed twice
     assert len((tmp_path / "signals.jsonl").read_text().splitlines()) == len(lines)
     assert "trials-1: 0 to compute" in again.stderr
@@ -166,4 +172,9 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     assert code == 0, err
     rows = json.loads(out.strip().splitlines()[-1])
     assert {r["signal"] for r in rows if "signal" in r} == {*signals, "params"}
+    by = {r["signal"]: r for r in rows if "signal" in r}
+    assert by["one-shot-1ep"]["one_off_cpu_seconds"] == max(
+        d["one_off_cpu_seconds"] for d in one_shot if d["signal"] == "one-shot-1ep"
+    )
+    assert by["trials-1"]["one_off_cpu_seconds"] == 0.0
     assert rows[-1]["seed_ceiling"]["n"] == 2

@@ -229,7 +229,7 @@ def run_one_shot(
         supernet = holder(supernets, genome, spec.name)
         result, cpu = timed(lambda g=genome, s=supernet: score(s, g, context.data, recipe, calibration,
                                                                prepared=prepared)["ap"])  # fmt: skip
-        append(out, [line(spec.name, member.genome, seed, float(result), cpu + shared)])
+        append(out, [line(spec.name, member.genome, seed, float(result), cpu + shared, one_off=cpu_seconds)])
         say(f"  {spec.name}: {index}/{len(todo)} genomes scored")
 
 
