@@ -72,8 +72,9 @@ class Job:
 @dataclass
 class Plan:
     """The trainings of a truth table, in the order they run, so that its two checks are known early: first the
-    convergence genomes (every seed, then twice the epochs: is the recipe long enough?), then the other seeded
-    genomes' seeds (the seed ceiling), then the other genomes' first seed."""
+    largest genome's first seed (its kept checkpoint warm-starts the supernets of the one-shot `-init` variants),
+    then the convergence genomes (every seed, then twice the epochs: is the recipe long enough?), then the other
+    seeded genomes' seeds (the seed ceiling), then the other genomes' first seed."""
 
     jobs: list[Job] = field(default_factory=list)
 
@@ -93,7 +94,9 @@ class Plan:
             order.append(Job(member, 0, "convergence", recipe.doubled(), params.get(member.genome, 0)))
         order += [job for m in many if m not in doubled for job in truth(m, range(seeds))]
         order += [job for m in members if m not in many for job in truth(m, range(1))]
-        return cls(order)
+        largest = max(members, key=lambda m: (m.flops, m.genome))
+        first = [job for job in order if job.key() == (largest.genome, 0, "truth")]
+        return cls(first + [job for job in order if job not in first])
 
     def pending(self, done: set[tuple[str, int, str]]) -> list[Job]:
         return [job for job in self.jobs if job.key() not in done]

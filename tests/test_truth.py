@@ -85,12 +85,13 @@ def test_the_plan_runs_its_checks_first_and_skips_what_the_file_holds():
     plan = Plan.build(members, recipe, seeds=2, seeded=3, convergence=2, params={})
     kinds = [(j.member.genome, j.seed, j.kind) for j in plan.jobs]
     assert kinds[:6] == [
+        ("width=24", 0, "truth"),  # the largest genome first: its checkpoint warm-starts the `-init` supernets
         ("width=8", 0, "truth"), ("width=8", 1, "truth"), ("width=8", 0, "convergence"),
-        ("width=24", 0, "truth"), ("width=24", 1, "truth"), ("width=24", 0, "convergence"),
+        ("width=24", 1, "truth"), ("width=24", 0, "convergence"),
     ]  # fmt: skip
     assert kinds[6:8] == [("width=16", 0, "truth"), ("width=16", 1, "truth")]
     assert sorted(kinds[8:]) == [("width=12", 0, "truth"), ("width=20", 0, "truth")]
-    assert plan.jobs[2].recipe.recipe.epochs == 2 * Recipe().epochs
+    assert plan.jobs[3].recipe.recipe.epochs == 2 * Recipe().epochs
     assert [m.genome for m in spread(members, 3)] == ["width=8", "width=16", "width=24"]
     done = {("width=8", 0, "truth"), ("width=24", 0, "convergence")}
     assert len(plan.pending(done)) == len(plan.jobs) - 2
