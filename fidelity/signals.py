@@ -10,11 +10,11 @@ cost enters as it is: "bigger is better"). Kinds:
 - `one-shot`: the AP it inherits from a supernet trained with `hrnas supernet train`'s defaults, scored as
   `search --strategy one-shot` scores (BatchNorm recalibrated, COCOeval). Variants (on the subset) are named by
   what they change, in this order: `one-shot-<N>ep` (a supernet of N epochs), `-ps<P>` (progressive shrinking in P
-  phases, `hrnas supernet train --progressive`), `-init` (its shared weights started
-  from the truth's kept checkpoint of its largest genome), `-split-<gene>` (few-shot NAS: one sub-supernet, with
-  weights of its own, per value the space gives the gene; a genome is scored by the one whose space holds it),
-  `-cal<C>` (C calibration images), `-ft<S>` (S steps of per-genome fine-tuning before calibration), e.g.
-  `one-shot-12ep-init-cal1024-ft20` or `one-shot-6ep-split-stem`.
+  phases, `hrnas supernet train --progressive`), `-sw<K>` (K random genomes per sandwich step instead of 2,
+  `--sandwich`), `-init` (its shared weights started from the truth's kept checkpoint of its largest genome),
+  `-split-<gene>` (few-shot NAS: one sub-supernet, with weights of its own, per value the space gives the gene; a
+  genome is scored by the one whose space holds it), `-cal<C>` (C calibration images), `-ft<S>` (S steps of
+  per-genome fine-tuning before calibration), e.g. `one-shot-12ep-init-cal1024-ft20` or `one-shot-6ep-split-stem`.
 Expensive signals (`subset`) are computed on a subset of the truth's genomes spread over their FLOPs.
 """
 
@@ -60,11 +60,13 @@ class OneShotVariant:
     finetune_steps: int = 0
     split: str | None = None  # few-shot: a sub-supernet per value of this gene
     progressive: int = 1  # progressive shrinking in this many phases (`hrnas supernet train --progressive`)
+    sandwich: int | None = None  # random genomes per sandwich step (None: `hrnas supernet train`'s default)
 
     def supernet_folder(self) -> str:
         """The folder name of the supernet(s) this variant trains (variants differing only in scoring share it)."""
         name = f"supernet-{self.epochs or DEFAULT_SUPERNET_EPOCHS}ep"
-        name += (f"-ps{self.progressive}" if self.progressive > 1 else "") + ("-init" if self.init else "")
+        name += f"-ps{self.progressive}" if self.progressive > 1 else ""
+        name += (f"-sw{self.sandwich}" if self.sandwich is not None else "") + ("-init" if self.init else "")
         return name + (f"-split-{self.split}" if self.split else "")
 
 
@@ -100,10 +102,10 @@ SIGNALS: dict[str, SignalSpec] = {
     ]
 }
 ONE_SHOT_VARIANT = re.compile(
-    r"one-shot(?:-(?P<epochs>\d+)ep)?(?:-ps(?P<progressive>\d+))?(?P<init>-init)?(?:-split-(?P<split>[a-z_]+))?"
-    r"(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
+    r"one-shot(?:-(?P<epochs>\d+)ep)?(?:-ps(?P<progressive>\d+))?(?:-sw(?P<sandwich>\d+))?(?P<init>-init)?"
+    r"(?:-split-(?P<split>[a-z_]+))?(?:-cal(?P<calibration>\d+))?(?:-ft(?P<finetune_steps>\d+))?"
 )
-VARIANT_HELP = "one-shot[-<N>ep][-ps<P>][-init][-split-<gene>][-cal<C>][-ft<S>]"
+VARIANT_HELP = "one-shot[-<N>ep][-ps<P>][-sw<K>][-init][-split-<gene>][-cal<C>][-ft<S>]"
 
 
 def signal_spec(name: str) -> SignalSpec:
@@ -114,7 +116,8 @@ def signal_spec(name: str) -> SignalSpec:
     match = ONE_SHOT_VARIANT.fullmatch(name)
     groups = match.groupdict() if match else {}
     numbers = {k: int(v) for k, v in groups.items() if k not in ("init", "split") and v is not None}
-    if match and all(v > 0 for v in numbers.values()) and (groups["split"] is None or groups["split"] in GENES):
+    counts = all(v > 0 or k == "sandwich" for k, v in numbers.items())  # a sandwich of 0: the largest and smallest
+    if match and counts and (groups["split"] is None or groups["split"] in GENES):
         variant = OneShotVariant(init=bool(match["init"]), split=groups["split"], **numbers)
         epochs = variant.epochs or DEFAULT_SUPERNET_EPOCHS
         return SignalSpec(name, "one-shot", subset=True, epochs=epochs, one_shot=variant)

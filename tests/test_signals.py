@@ -57,9 +57,13 @@ def test_signal_names_are_a_registry_with_one_shot_lengths():
     )
     shrinking = signal_spec("one-shot-12ep-ps3-init").one_shot
     assert (shrinking.progressive, shrinking.supernet_folder()) == (3, "supernet-12ep-ps3-init")
+    lean = signal_spec("one-shot-6ep-sw0-init").one_shot  # a sandwich of the largest and the smallest only
+    assert (lean.sandwich, lean.init, lean.supernet_folder()) == (0, True, "supernet-6ep-sw0-init")
+    assert signal_spec("one-shot").one_shot.sandwich is None
     split = signal_spec("one-shot-6ep-split-stem-ft5").one_shot
     assert (split.split, split.finetune_steps, split.supernet_folder()) == ("stem", 5, "supernet-6ep-split-stem")
-    for wrong in ("one-shot-0ep", "one-shot-ft0", "one-shot-cal4-6ep", "one-shot-ep", "one-shot-split-colour"):
+    for wrong in ("one-shot-0ep", "one-shot-ft0", "one-shot-cal4-6ep", "one-shot-ep", "one-shot-split-colour",
+                  "one-shot-init-sw1", "one-shot-sw"):  # fmt: skip
         with pytest.raises(ValueError, match="one-shot\\[-<N>ep\\]"):
             signal_spec(wrong)
     with pytest.raises(ValueError, match="unknown signal 'zen'"):
@@ -137,7 +141,7 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     assert json.loads((tmp_path / "truth.genomes.json").read_text())["data"] == MINI_DATA
     # one-shot variants: another calibration count and a fine-tune share the 1-epoch supernet; `-init` trains its own
     # from the truth's kept checkpoint of its largest genome (here one of seeded weights)
-    variants = ["one-shot-1ep-cal4-ft2", "one-shot-1ep-init", "one-shot-1ep-split-block", "one-shot-2ep-ps2"]
+    variants = ["one-shot-1ep-cal4-ft2", "one-shot-1ep-init", "one-shot-1ep-split-block", "one-shot-2ep-ps2-sw0"]
     signals = ["flops", "synflow", "naswot", "grad-norm", "snip", "trials-1", "one-shot-1ep", *variants]
     largest = max(read_sample(truth).members, key=lambda m: m.flops).genome
     kept = keep_checkpoint(tmp_path / "truth-run", Genome.from_canonical(largest))
@@ -148,14 +152,15 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     counts = {s: sum(d["signal"] == s for d in lines) for s in signals}
     assert counts == {"flops": 5, "synflow": 10, "naswot": 10, "grad-norm": 10, "snip": 10, "trials-1": 5,
                       "one-shot-1ep": 5, "one-shot-1ep-cal4-ft2": 5, "one-shot-1ep-init": 5,
-                      "one-shot-1ep-split-block": 5, "one-shot-2ep-ps2": 5}  # fmt: skip
+                      "one-shot-1ep-split-block": 5, "one-shot-2ep-ps2-sw0": 5}  # fmt: skip
     folders = sorted(p.name for p in (tmp_path / "signals").glob("supernet-*"))
-    assert folders == ["supernet-1ep", "supernet-1ep-init", "supernet-1ep-split-block", "supernet-2ep-ps2"]
+    assert folders == ["supernet-1ep", "supernet-1ep-init", "supernet-1ep-split-block", "supernet-2ep-ps2-sw0"]
     split = tmp_path / "signals" / "supernet-1ep-split-block"
     assert all((split / str(i) / "result.json").is_file() for i in (0, 1))  # a sub-supernet per block value
     from supernet.training import CHECKPOINT, restore
 
-    assert restore(tmp_path / "signals" / "supernet-2ep-ps2" / CHECKPOINT)[3].progressive == 2
+    shrunk = restore(tmp_path / "signals" / "supernet-2ep-ps2-sw0" / CHECKPOINT)[3]
+    assert (shrunk.progressive, shrunk.sandwich) == (2, 0)
     init_arch = Genome.from_file(tmp_path / "signals" / "supernet-1ep-init" / "init-arch.yaml")
     assert init_arch.canonical_line() == largest and kept.is_file()
     plain = {"signal", "genome", "seed", "score", "cpu_seconds"}

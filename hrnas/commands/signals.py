@@ -195,6 +195,7 @@ def train_variant(spec: SignalSpec, args, context: Context, members: list[Member
                 "train", "--space", str(space), "--epochs", str(spec.epochs), "--out", str(out), "--data",
                 context.data_text, "--threads", str(args.threads), "--storage", str(run_folder), *init,
                 "--progressive", str(variant.progressive),
+                *(["--sandwich", str(variant.sandwich)] if variant.sandwich is not None else []),
                 *(["--max-steps", str(args.max_steps)] if args.max_steps else []),
             ])  # fmt: skip
             if code != 0:
