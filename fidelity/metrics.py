@@ -9,7 +9,8 @@
 - regret: the truth AP of the truth's best genome minus the truth AP of the signal's top choice;
 - FLOPs bins: the quintiles of the truth genomes' FLOPs; within-bin tau: the mean of the per-bin Kendall taus,
   weighted by each bin's pairs (where counting cannot help);
-- the seed ceiling: Kendall tau between seed 0's and seed 1's final-epoch AP over the genomes that have both.
+- the seed ceiling: Kendall tau between seed 0's and seed 1's final-epoch AP over the genomes that have both, overall
+  and within the FLOPs bins (the most a signal's tau, or its within-bin tau, can be expected to reach).
 """
 
 from __future__ import annotations
@@ -199,17 +200,24 @@ class SeedCeiling:
     n: int
     kendall_tau: float
     kendall_tau_ci: list[float]
+    within_flops_tau: float  # seed 0 against seed 1 inside the FLOPs bins: what a within-bin tau can reach
+    within_flops_tau_ci: list[float]
 
     def to_dict(self) -> dict:
         return {"seed_ceiling": finite(asdict(self))}
 
 
-def seed_ceiling(truth: Mapping[str, TruthGenome]) -> SeedCeiling:
+def seed_ceiling(truth: Mapping[str, TruthGenome], edges: list[float]) -> SeedCeiling:
+    """Kendall tau between seed 0's and seed 1's final-epoch AP over the genomes with both, overall and within the
+    truth's FLOPs bins (`edges`), with bootstrap intervals."""
     both = sorted(g for g, row in truth.items() if 0 in row.seeds and 1 in row.seeds)
     a, b = [truth[g].seeds[0] for g in both], [truth[g].seeds[1] for g in both]
+    f = [truth[g].flops for g in both]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    taus = []
+    taus, withins = [], []
     for _ in range(BOOTSTRAP):
         pick = rng.integers(0, len(both), len(both)) if both else []
-        taus.append(kendall([a[i] for i in pick], [b[i] for i in pick]))
-    return SeedCeiling(len(both), kendall(a, b), interval(taus))
+        ab, bb = [a[i] for i in pick], [b[i] for i in pick]
+        taus.append(kendall(ab, bb))
+        withins.append(within_bins(ab, bb, [f[i] for i in pick], edges))
+    return SeedCeiling(len(both), kendall(a, b), interval(taus), within_bins(a, b, f, edges), interval(withins))

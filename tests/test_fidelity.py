@@ -70,6 +70,14 @@ def test_fidelity_agrees_with_scipy_on_the_jsonl(tmp_path, capsys):
     a = [d["ap"] for d in map(json.loads, truth.read_text().splitlines()) if d["epoch"] == 2 and d["seed"] == 0][:8]
     b = [d["ap"] for d in map(json.loads, truth.read_text().splitlines()) if d["epoch"] == 2 and d["seed"] == 1]
     assert ceiling["n"] == 8 and ceiling["kendall_tau"] == pytest.approx(stats.kendalltau(a, b).statistic, abs=0.01)
+    # the FLOPs quintiles of all 12 genomes (flops 100 + 10 g) put the 8 seeded ones in bins {0,1,2}, {3,4}, {5,6}
+    # and {7} (no pair): the pair-weighted mean of the first three bins' taus
+    bins = ((0, 3), (3, 5), (5, 7))
+    taus = [(stats.kendalltau(a[i:j], b[i:j]).statistic, (j - i) * (j - i - 1) / 2) for i, j in bins]
+    within = sum(t * w for t, w in taus) / sum(w for _, w in taus)
+    assert ceiling["within_flops_tau"] == pytest.approx(within, abs=1e-9)
+    low, high = ceiling["within_flops_tau_ci"]
+    assert low <= ceiling["within_flops_tau"] <= high
     assert "seed ceiling" in out and (tmp_path / "fidelity.png").stat().st_size > 5000
     for key in ("n", "kendall_tau", "kendall_tau_ci", "spearman", "within_flops_tau", "within_flops_tau_ci",
                 "cpu_seconds_per_genome", "top10_overlap", "regret"):  # fmt: skip
