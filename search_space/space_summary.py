@@ -80,8 +80,8 @@ def summarize(
         within_budget=None if budget is None else sum(1 for value, _ in flops if value <= budget.raw),
         smallest_flops=smallest[0],
         largest_flops=largest[0],
-        smallest_genome=smallest[1].compact(),
-        largest_genome=largest[1].compact(),
+        smallest_genome=smallest[1].canonical_line(),  # its active genes only: one name per network
+        largest_genome=largest[1].canonical_line(),
         presets=presets_in(space),
         convention=convention_name,
         budget=None if budget is None else budget.text,

@@ -42,6 +42,9 @@ def test_space_counts_equal_a_brute_force_count(small_space, capsys):
     assert summary["presets"] == [p for p in PRESETS if load_preset(p).compact() in compact]
     assert summary["presets"] == ["litehrnet-18", "naive-litehrnet-18", "wider-naive-litehrnet-18"]
     assert "counted 6 / 6 genomes" in err  # progress on stderr
+    smallest = min(zip(flops, genomes, strict=True), key=lambda f: f[0])[1]
+    assert summary["smallest_genome"] == smallest.canonical_line()  # its active genes only
+    assert smallest.canonical_line() != smallest.compact()  # (here it has inactive genes to drop)
 
 
 def test_without_budget_there_is_no_within_budget_count(small_space, capsys):
