@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -87,6 +88,29 @@ def recipe_from_config(recipe: dict) -> Recipe:
     return replace(Recipe(), **fields)
 
 
+def terminate_as_ctrl_c(signum: int, frame) -> None:
+    """SIGTERM (`kill`, a batch scheduler's preemption, `timeout`) stops a job as Ctrl-C does (runs KILLED, state
+    kept for `--resume`), where Ray's own handler would abort the driver and leave its MLflow runs RUNNING."""
+    print("terminated (SIGTERM): stopping as on Ctrl-C ...", file=sys.stderr, flush=True)
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """`terminate_as_ctrl_c` while inside (the main thread only: Python allows handlers nowhere else)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate_as_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 @contextmanager
 def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver: bool = False) -> Iterator[None]:
     """The Ray cluster at `address`, or a private local instance whose every process stops on exit (`folder`
@@ -116,7 +140,8 @@ def ray_instance(folder: Path, address: str | None, verbose: bool, log_to_driver
             configure_logging=verbose,
         )
     try:
-        yield
+        with sigterm_as_ctrl_c():  # after ray.init, which installs Ray's aborting handler
+            yield
     finally:
         ray.shutdown()
         if temp is not None:  # the local instance's sockets and logs (trial errors stay in the Tune folder)

@@ -395,19 +395,16 @@ def test_ray_address_in_the_environment_is_the_default_address(tmp_path, space_f
     assert f"--cpus-per-trial {cpus}: no node of {ray_head}" in done.stderr
 
 
-def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
-    """Ctrl-C (SIGINT to the terminal's process group) while a trial runs: exit 130, the parent and the running
-    trial KILLED (not FINISHED), the resume command printed; `--resume` finishes both genomes of a two-genome space
-    once each and then ends the search as exhausted (asked for 5). `--cpus-per-trial 2`: one trial at a time here."""
+def interrupt_a_running_search(tmp_path, send) -> tuple[list[str], Path, str, MlflowClient, list, list]:
+    """Start a search of a two-genome space whose trials wait a minute after each epoch (fault `slow`), stop it with
+    `send(driver)` while a trial runs and check what any stop must leave: exit 130, the parent and the running trial
+    KILLED (not FINISHED), the resume command printed. Returns (command, space, stderr, client, parents, killed)."""
     base = tmp_path / "tiny-base.yaml"
     base.write_text(BASE)
     space = tmp_path / "two.yaml"
     space.write_text(f"name: two\nbase: {base}\ngenes:\n  width: [8, 12]\n")
     env = environment(tmp_path)
-    # The first run's trials wait a minute after each epoch (fault `slow`), so the signal lands while one runs; the
-    # resumed run trains without the fault.
-    epochs = 2
-    command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2", "--epochs", str(epochs))
+    command = search_command(tmp_path, space, "--trials", "5", "--cpus-per-trial", "2", "--epochs", "2")
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err:
         slow = {**env, "HRNAS_FAULTS": "slow:stem="}
@@ -416,8 +413,8 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     try:
         wait_for(lambda: " start " in err_path.read_text(), 300, "a running trial")
         time.sleep(1)
-        os.killpg(driver.pid, signal.SIGINT)
-        assert driver.wait(120) == 130
+        send(driver)
+        assert driver.wait(120) == 130, err_path.read_text()[-3000:]
     finally:
         if driver.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -431,7 +428,25 @@ def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
     assert len(parent) == 1 and parent[0].info.status == "KILLED"
     interrupted = client.search_runs([experiment], filter_string="tags.trial_id != ''")
     assert interrupted and all(r.info.status == "KILLED" for r in interrupted)
+    return command, space, stderr, client, parent, interrupted
 
+
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path):
+    """SIGTERM to the driver alone (`kill PID`, a batch scheduler's preemption, `timeout`) stops the search as Ctrl-C
+    does (Ray's own handler used to abort the driver and leave its MLflow runs RUNNING for ever)."""
+    _, _, stderr, *_ = interrupt_a_running_search(tmp_path, lambda driver: driver.send_signal(signal.SIGTERM))
+    assert "SIGTERM" in stderr and "Aborted" not in stderr
+
+
+def test_ctrl_c_stops_a_search_that_resume_completes(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) while a trial runs: exit 130, the parent and the running
+    trial KILLED (not FINISHED), the resume command printed; `--resume` finishes both genomes of a two-genome space
+    once each and then ends the search as exhausted (asked for 5). `--cpus-per-trial 2`: one trial at a time here."""
+    epochs = 2
+    _, space, _, client, parent, interrupted = interrupt_a_running_search(
+        tmp_path, lambda driver: os.killpg(driver.pid, signal.SIGINT)
+    )
+    env = environment(tmp_path)
     done = run_search(tmp_path, space, "--resume", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
