@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from blocks.network import PoseNet
@@ -131,7 +132,7 @@ def write_truth(tmp_path, capsys, space: Path) -> Path:
     return truth
 
 
-def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_head):
+def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_head, monkeypatch):
     base, space = tmp_path / "base.yaml", tmp_path / "space.yaml"
     base.write_text(TINY_BASE)
     space.write_text(f"name: tiny\nbase: {base}\ngenes: {{width: [8, 12, 16], block: [shuffle, weighting]}}\n")
@@ -183,3 +184,16 @@ def test_every_kind_of_signal_end_to_end_then_fidelity(tmp_path, capsys, ray_hea
     )
     assert by["trials-1"]["one_off_cpu_seconds"] == 0.0
     assert rows[-1]["seed_ceiling"]["n"] == 2
+    # a variant that reuses a trained supernet scores at --threads too (the training used to be what set them)
+    import supernet.score
+
+    seen, real = [], supernet.score.score
+    monkeypatch.setattr(supernet.score, "score", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code, _, err = run_script(capsys, *run, "--signal=one-shot-1ep-cal2", "--threads", "1")
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, err
+    assert "training the supernet" not in err and seen == [1] * 5

@@ -214,12 +214,15 @@ def run_one_shot(
     start and split), then score each genome as a one-shot search does, with the variant's calibration and
     fine-tune, by the supernet whose space holds it; the training's CPU is shared by the `ONE_SHOT_SCORES` genomes a
     search scores."""
+    import torch
+
     from supernet.calibrate import DEFAULT_CALIBRATION
     from supernet.score import score, scoring_set
     from supernet.training import CHECKPOINT, restore
 
     folders, cpu_seconds = train_variant(spec, args, context, members)
     shared = cpu_seconds / ONE_SHOT_SCORES
+    torch.set_num_threads(args.threads)  # not only when a training just set them: a reused supernet scores alike
     restored = [restore(folder / CHECKPOINT) for folder in folders]
     supernets = [supernet for supernet, *_ in restored]
     recipe = replace(restored[0][2], threads=args.threads)
